@@ -1,0 +1,8 @@
+//! repopt-tui: train convnets with RepOptimizers from a terminal workstation.
+//!
+//! Layers, dependencies pointing down only:
+//! - `tui` (dashboard) reads run directories; it never calls into training.
+//! - `train`, `probe` orchestrate runs from `model`, `optim`, `data`, `profile`, `rundir`, `gpu`.
+//! - `model`, `optim` are the numerics; `data` the input pipeline; `interop` file formats.
+
+pub mod rundir;

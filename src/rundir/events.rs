@@ -1,0 +1,277 @@
+//! The `events.jsonl` schema: one JSON object per line, each with `t` (unix seconds) and `kind`.
+//!
+//! This file is the contract between a run (the writer) and whoever watches it (the dashboard,
+//! `tail -f`, jq, a notebook). Add fields as `Option` / `#[serde(default)]` so older run
+//! directories stay readable.
+
+use serde::{Deserialize, Serialize};
+
+/// One line of `events.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unix time in seconds (fractional).
+    pub t: f64,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+/// What happened, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventBody {
+    /// The run process started (or resumed).
+    Started(Started),
+    /// One training iteration (written every `log_every` iterations, not every one).
+    Step(Step),
+    /// End-of-epoch evaluation on the validation split.
+    Eval(Eval),
+    /// HS runs: per-layer statistics of the trainable scales.
+    Scales(ScalesEvent),
+    /// A GPU sample (NVML).
+    Gpu(GpuSample),
+    /// A checkpoint was written.
+    Checkpoint(CheckpointEvent),
+    /// A max-batch-size probe result for one model.
+    Probe(ProbeResult),
+    /// The run completed all its epochs.
+    Finished(Finished),
+    /// The run was stopped on request (SIGINT/SIGTERM) after writing a checkpoint.
+    Stopped(Stopped),
+    /// The run failed; `message` says why.
+    Failed(Failed),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Started {
+    pub run_id: String,
+    /// `hyper_search`, `target`, `baseline` or `ablation`.
+    pub run_kind: String,
+    pub variant: String,
+    /// Human-readable data set description, e.g. `cifar100:/data/cifar-100-binary`.
+    pub dataset: String,
+    pub epochs: u32,
+    pub iters_per_epoch: u64,
+    /// Per-device batch size.
+    pub batch_size: usize,
+    pub devices: Vec<String>,
+    pub pid: u32,
+    /// The checkpoint this process resumed from, if any.
+    #[serde(default)]
+    pub resumed_from: Option<String>,
+    /// The profile file the run was started from.
+    #[serde(default)]
+    pub profile_path: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// 0-based epoch.
+    pub epoch: u32,
+    /// 0-based iteration inside the epoch.
+    pub iter: u64,
+    /// Global 0-based iteration (epoch * iters_per_epoch + iter).
+    pub global_iter: u64,
+    /// Mean training loss over the iterations since the previous step event.
+    pub loss: f64,
+    /// Learning rate used for this iteration.
+    pub lr: f64,
+    /// Training throughput over the iterations since the previous step event.
+    pub images_per_s: f64,
+    /// Training top-1 (%) over the same iterations, if measured.
+    #[serde(default)]
+    pub top1: Option<f64>,
+    /// Estimated seconds until the run finishes.
+    #[serde(default)]
+    pub eta_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Eval {
+    pub epoch: u32,
+    /// Validation loss, top-1 and top-5 in percent.
+    pub loss: f64,
+    pub top1: f64,
+    pub top5: f64,
+    /// Mean training loss / top-1 over the epoch.
+    #[serde(default)]
+    pub train_loss: Option<f64>,
+    #[serde(default)]
+    pub train_top1: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScalesEvent {
+    pub epoch: u32,
+    /// In forward order: `stage0`, `stage1.0`, ….
+    pub layers: Vec<LayerScales>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerScales {
+    pub name: String,
+    /// The 3x3 branch scale.
+    pub s: ScaleStats,
+    /// The 1x1 branch scale.
+    pub t: ScaleStats,
+    /// The identity branch scale (blocks with in = out channels and stride 1 only).
+    #[serde(default)]
+    pub u: Option<ScaleStats>,
+}
+
+/// Summary and histogram of one per-channel scale vector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScaleStats {
+    pub mean: f64,
+    pub std: f64,
+    pub min: f64,
+    pub max: f64,
+    /// How many channels are negative.
+    pub negative: usize,
+    /// Histogram over [lo, hi] with equal-width bins.
+    pub hist: Histogram,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    pub lo: f64,
+    pub hi: f64,
+    pub counts: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuSample {
+    pub devices: Vec<GpuDeviceSample>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuDeviceSample {
+    pub index: u32,
+    pub name: String,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    /// GPU utilization in percent.
+    #[serde(default)]
+    pub utilization: Option<u32>,
+    #[serde(default)]
+    pub temperature_c: Option<u32>,
+    #[serde(default)]
+    pub power_w: Option<f64>,
+    /// Memory used by this run's process on this device, when NVML reports it.
+    #[serde(default)]
+    pub process_memory_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointEvent {
+    pub epoch: u32,
+    /// Global iteration the checkpoint resumes at.
+    pub global_iter: u64,
+    /// Path relative to the run directory, e.g. `ckpt/e0003-i000120`.
+    pub path: String,
+    /// Whether this is the best checkpoint so far (by validation top-1).
+    #[serde(default)]
+    pub best: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    /// `target`, `repvgg` or `hs`.
+    pub model: String,
+    pub variant: String,
+    pub resolution: usize,
+    pub device: String,
+    /// The memory budget the probe ran under (CPU), if any.
+    #[serde(default)]
+    pub memory_limit_bytes: Option<u64>,
+    /// Largest per-device batch whose training step fits; None when even batch 1 did not.
+    pub max_batch: Option<usize>,
+    /// Peak memory of a step at `max_batch`.
+    #[serde(default)]
+    pub peak_bytes: Option<u64>,
+    /// Training throughput at batch 32 and at `max_batch`.
+    #[serde(default)]
+    pub images_per_s_at_32: Option<f64>,
+    #[serde(default)]
+    pub images_per_s_at_max: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finished {
+    pub epochs: u32,
+    #[serde(default)]
+    pub best_top1: Option<f64>,
+    #[serde(default)]
+    pub final_top1: Option<f64>,
+    pub wall_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stopped {
+    pub epoch: u32,
+    pub global_iter: u64,
+    /// e.g. `SIGINT`, `SIGTERM`.
+    pub reason: String,
+    /// The checkpoint written on the way out (relative path), if any.
+    #[serde(default)]
+    pub checkpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failed {
+    pub message: String,
+}
+
+impl Event {
+    pub fn now(body: EventBody) -> Self {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        Event { t, body }
+    }
+
+    /// The `kind` tag as written in the file.
+    pub fn kind(&self) -> &'static str {
+        match &self.body {
+            EventBody::Started(_) => "started",
+            EventBody::Step(_) => "step",
+            EventBody::Eval(_) => "eval",
+            EventBody::Scales(_) => "scales",
+            EventBody::Gpu(_) => "gpu",
+            EventBody::Checkpoint(_) => "checkpoint",
+            EventBody::Probe(_) => "probe",
+            EventBody::Finished(_) => "finished",
+            EventBody::Stopped(_) => "stopped",
+            EventBody::Failed(_) => "failed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_line_has_t_and_kind_at_top_level() {
+        let e = Event {
+            t: 12.5,
+            body: EventBody::Step(Step {
+                epoch: 1,
+                iter: 2,
+                global_iter: 10,
+                loss: 2.25,
+                lr: 0.1,
+                images_per_s: 300.0,
+                top1: None,
+                eta_s: None,
+            }),
+        };
+        let line = serde_json::to_string(&e).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["kind"], "step");
+        assert_eq!(v["t"], 12.5);
+        assert_eq!(v["global_iter"], 10);
+        let back: Event = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, e);
+    }
+}
