@@ -1,0 +1,12 @@
+//! The models: RepOpt-VGG target, the Hyper-Search (CSLA) model, RepVGG and its deploy form.
+
+pub mod blocks;
+pub mod layers;
+pub mod loss;
+pub mod net;
+pub mod params;
+pub mod variant;
+
+pub use blocks::{Block, DeployBlock, HsBlock, RepVggBlock, TargetBlock};
+pub use net::{DeployNet, HsNet, Net, RepVggNet, TargetNet};
+pub use variant::{BlockPlan, VARIANTS, Variant, variant};

@@ -1,0 +1,86 @@
+//! Host-side formulas of gradient re-parameterization, on PyTorch-layout [out, in, 3, 3] kernels.
+
+/// Index of the centre tap of output channel `o`, input channel `i` in a [cout, cin, 3, 3] kernel.
+fn centre(o: usize, i: usize, cin: usize) -> usize {
+    (o * cin + i) * 9 + 4
+}
+
+/// Grad Mult mask of one block's 3x3 conv (the paper's Eq. 3):
+/// M[o,i,p,q] = s[o]^power + [centre]·t[o]^power + [o = i and centre]·1 (identity blocks only).
+/// The identity term is +1 whatever u is. SGD uses power 2, AdamW power 1.
+pub fn grad_mult(cin: usize, s: &[f32], t: &[f32], identity: bool, power: i32) -> Vec<f32> {
+    let cout = s.len();
+    let mut mask = vec![0.0f32; cout * cin * 9];
+    for o in 0..cout {
+        let so = s[o].powi(power);
+        mask[o * cin * 9..(o + 1) * cin * 9].fill(so);
+        let to = t[o].powi(power);
+        for i in 0..cin {
+            mask[centre(o, i, cin)] += to;
+        }
+        if identity {
+            mask[centre(o, o, cin)] += 1.0;
+        }
+    }
+    mask
+}
+
+/// The single 3x3 kernel equivalent to a CSLA block s ⊙ conv3x3 + t ⊙ conv1x1 (+ u ⊙ identity):
+/// K = s[o]·W3 + centre(t[o]·W1) + centre-diagonal(u[o]) (the paper's Eq. 4, re-initialization).
+/// `w3` is [cout, cin, 3, 3], `w1` is [cout, cin, 1, 1].
+pub fn equivalent_kernel(
+    w3: &[f32],
+    w1: &[f32],
+    cin: usize,
+    s: &[f32],
+    t: &[f32],
+    u: Option<&[f32]>,
+) -> Vec<f32> {
+    let cout = s.len();
+    assert_eq!(w3.len(), cout * cin * 9, "3x3 kernel size");
+    assert_eq!(w1.len(), cout * cin, "1x1 kernel size");
+    let mut k: Vec<f32> = w3
+        .iter()
+        .enumerate()
+        .map(|(j, &w)| s[j / (cin * 9)] * w)
+        .collect();
+    for o in 0..cout {
+        for i in 0..cin {
+            k[centre(o, i, cin)] += t[o] * w1[o * cin + i];
+        }
+        if let Some(u) = u {
+            k[centre(o, o, cin)] += u[o];
+        }
+    }
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_by_hand_for_two_channels() {
+        let m = grad_mult(2, &[2.0, -1.0], &[0.5, 3.0], true, 2);
+        // o=0, i=1, corner: s0^2 = 4
+        assert_eq!(m[9], 4.0);
+        // o=0, i=0, centre: 4 + 0.25 + 1
+        assert_eq!(m[4], 5.25);
+        // o=0, i=1, centre: 4 + 0.25
+        assert_eq!(m[9 + 4], 4.25);
+        // o=1, i=1, centre: 1 + 9 + 1
+        assert_eq!(m[27 + 4], 11.0);
+        // power 1 keeps the sign of s
+        let m1 = grad_mult(2, &[2.0, -1.0], &[0.5, 3.0], false, 1);
+        assert_eq!(m1[18], -1.0);
+        assert_eq!(m1[18 + 4], 2.0);
+    }
+
+    #[test]
+    fn equivalent_kernel_by_hand() {
+        let w3 = vec![1.0f32; 9];
+        let k = equivalent_kernel(&w3, &[2.0], 1, &[0.5], &[3.0], Some(&[0.25]));
+        assert_eq!(k[0], 0.5);
+        assert_eq!(k[4], 0.5 + 6.0 + 0.25);
+    }
+}

@@ -1,0 +1,431 @@
+//! SGD and AdamW with Grad Mult masks, in the exact order of the official `RepOptimizerSGD` /
+//! `RepOptimizerAdamW`. State is keyed by parameter name, so it survives a rebuilt model and
+//! can be saved in a checkpoint.
+
+use std::collections::{HashMap, HashSet};
+
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::kernels::grad_mult;
+use crate::model::Variant;
+use crate::model::params::PathStack;
+use crate::profile::ScalesProfile;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum UpdateRule {
+    /// SGD with momentum (no dampening, PyTorch semantics), optionally Nesterov.
+    Sgd { momentum: f64, nesterov: bool },
+    /// AdamW with decoupled weight decay.
+    AdamW { beta1: f64, beta2: f64, eps: f64 },
+}
+
+impl UpdateRule {
+    /// The official recipe: momentum 0.9, Nesterov.
+    pub fn official_sgd() -> Self {
+        UpdateRule::Sgd {
+            momentum: 0.9,
+            nesterov: true,
+        }
+    }
+
+    /// Power of the scales in the Grad Mult masks: 2 for SGD, 1 for AdamW.
+    pub fn mask_power(&self) -> i32 {
+        match self {
+            UpdateRule::Sgd { .. } => 2,
+            UpdateRule::AdamW { .. } => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OptimizerConfig {
+    pub rule: UpdateRule,
+    /// Applied to the parameters `decays` selects.
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this value (HS runs only: it breaks the equivalence).
+    pub grad_clip_norm: Option<f64>,
+    /// Test-only negative control: multiply the weight-decay term by the mask too (wrong).
+    pub mask_weight_decay: bool,
+}
+
+impl OptimizerConfig {
+    pub fn new(rule: UpdateRule, weight_decay: f64) -> Self {
+        OptimizerConfig {
+            rule,
+            weight_decay,
+            grad_clip_norm: None,
+            mask_weight_decay: false,
+        }
+    }
+}
+
+/// The official weight-decay groups (`set_weight_decay`): identity scales decay; other 1-D
+/// tensors and biases do not (BN, HS s/t scales, linear bias); everything else does (conv and
+/// linear weights).
+pub fn decays(name: &str, rank: usize) -> bool {
+    if name.contains("identity.weight") {
+        return true;
+    }
+    !(rank == 1 || name.ends_with(".bias"))
+}
+
+/// Grad Mult masks by parameter name (`stage1.0.conv.weight`), flattened.
+pub struct GradMults<B: Backend> {
+    masks: HashMap<String, Tensor<B, 1>>,
+}
+
+impl<B: Backend> GradMults<B> {
+    pub fn none() -> Self {
+        GradMults {
+            masks: HashMap::new(),
+        }
+    }
+
+    /// Masks for every block's 3x3 conv weight of the target model (`<block>.conv.weight`),
+    /// stage0 and the stride-2 blocks included. `power` is 2 for SGD, 1 for AdamW.
+    pub fn from_scales(
+        scales: &ScalesProfile,
+        variant: &Variant,
+        power: i32,
+        device: &B::Device,
+    ) -> Self {
+        let mut masks = HashMap::new();
+        for (plan, block) in variant.plan().iter().zip(&scales.blocks) {
+            let values = grad_mult(
+                plan.in_channels,
+                &block.s,
+                &block.t,
+                plan.has_identity(),
+                power,
+            );
+            let n = values.len();
+            masks.insert(
+                format!("{}.conv.weight", plan.name),
+                Tensor::from_data(TensorData::new(values, [n]), device),
+            );
+        }
+        GradMults { masks }
+    }
+
+    pub fn len(&self) -> usize {
+        self.masks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.masks.is_empty()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Tensor<B, 1>> {
+        self.masks.get(name)
+    }
+}
+
+/// Per-parameter optimizer state, flattened.
+#[derive(Clone)]
+struct ParamState<B: Backend> {
+    /// SGD momentum buffer.
+    momentum: Option<Tensor<B, 1>>,
+    /// AdamW first and second moments.
+    exp_avg: Option<Tensor<B, 1>>,
+    exp_avg_sq: Option<Tensor<B, 1>>,
+    /// AdamW step count of this parameter.
+    steps: u64,
+}
+
+/// The RepOptimizer over the inner (non-autodiff) backend `B`.
+pub struct RepOptimizer<B: Backend> {
+    config: OptimizerConfig,
+    masks: GradMults<B>,
+    frozen: HashSet<String>,
+    state: HashMap<String, ParamState<B>>,
+}
+
+impl<B: Backend> RepOptimizer<B> {
+    pub fn new(config: OptimizerConfig, masks: GradMults<B>) -> Self {
+        RepOptimizer {
+            config,
+            masks,
+            frozen: HashSet::new(),
+            state: HashMap::new(),
+        }
+    }
+
+    /// Plain SGD / AdamW: the same code without masks.
+    pub fn plain(config: OptimizerConfig) -> Self {
+        Self::new(config, GradMults::none())
+    }
+
+    /// Parameters that are never updated (the constant s and t of a CSLA model).
+    pub fn with_frozen(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.frozen.extend(names);
+        self
+    }
+
+    pub fn config(&self) -> &OptimizerConfig {
+        &self.config
+    }
+
+    pub fn masks(&self) -> &GradMults<B> {
+        &self.masks
+    }
+
+    /// One update of every parameter that has a gradient. Returns the global gradient norm
+    /// (before clipping).
+    pub fn step<AB, M>(&mut self, model: M, mut grads: GradientsParams, lr: f64) -> (M, f64)
+    where
+        AB: AutodiffBackend<InnerBackend = B>,
+        M: AutodiffModule<AB>,
+    {
+        let mut norm = GradNorm::<B> {
+            frozen: &self.frozen,
+            path: PathStack::default(),
+            grads: &grads,
+            sum_sq: 0.0,
+            _b: Default::default(),
+        };
+        model.visit(&mut norm);
+        let norm = norm.sum_sq.sqrt();
+        let clip = match self.config.grad_clip_norm {
+            Some(max) if norm > max => Some(max / (norm + 1e-6)),
+            _ => None,
+        };
+        let mut mapper = StepMapper {
+            opt: self,
+            path: PathStack::default(),
+            grads: &mut grads,
+            lr,
+            clip,
+        };
+        let model = model.map(&mut mapper);
+        (model, norm)
+    }
+
+    fn update(
+        &mut self,
+        name: &str,
+        rank: usize,
+        param: Tensor<B, 1>,
+        grad: Tensor<B, 1>,
+        lr: f64,
+    ) -> Tensor<B, 1> {
+        let wd = if decays(name, rank) {
+            self.config.weight_decay
+        } else {
+            0.0
+        };
+        let mask = self.masks.get(name).cloned();
+        let state = self.state.entry(name.to_string()).or_insert(ParamState {
+            momentum: None,
+            exp_avg: None,
+            exp_avg_sq: None,
+            steps: 0,
+        });
+        match self.config.rule {
+            UpdateRule::Sgd { momentum, nesterov } => {
+                // g ← grad ⊙ M; g ← g + wd·W (after the mask: weight decay is never masked).
+                let mut g = match &mask {
+                    Some(m) => grad * m.clone(),
+                    None => grad,
+                };
+                if wd != 0.0 {
+                    let decay = param.clone().mul_scalar(wd);
+                    g = match (&mask, self.config.mask_weight_decay) {
+                        (Some(m), true) => g + decay * m.clone(),
+                        _ => g + decay,
+                    };
+                }
+                if momentum != 0.0 {
+                    // First step: buf = g; then buf = momentum·buf + g (no dampening).
+                    let buf = match state.momentum.take() {
+                        None => g.clone(),
+                        Some(buf) => buf.mul_scalar(momentum) + g.clone(),
+                    };
+                    g = if nesterov {
+                        g + buf.clone().mul_scalar(momentum)
+                    } else {
+                        buf.clone()
+                    };
+                    state.momentum = Some(buf);
+                }
+                param - g.mul_scalar(lr)
+            }
+            UpdateRule::AdamW { beta1, beta2, eps } => {
+                // Official RepOptimizerAdamW: the gradient is multiplied by M, the moments are
+                // built from it, and the update is multiplied by M once more.
+                let g = match &mask {
+                    Some(m) => grad * m.clone(),
+                    None => grad,
+                };
+                state.steps += 1;
+                let param = if wd != 0.0 {
+                    param.mul_scalar(1.0 - lr * wd)
+                } else {
+                    param
+                };
+                let m = match state.exp_avg.take() {
+                    None => g.clone().mul_scalar(1.0 - beta1),
+                    Some(m) => m.mul_scalar(beta1) + g.clone().mul_scalar(1.0 - beta1),
+                };
+                let v = match state.exp_avg_sq.take() {
+                    None => g.clone().square().mul_scalar(1.0 - beta2),
+                    Some(v) => v.mul_scalar(beta2) + g.square().mul_scalar(1.0 - beta2),
+                };
+                let bias1 = 1.0 - beta1.powi(state.steps as i32);
+                let bias2 = 1.0 - beta2.powi(state.steps as i32);
+                let denom = v.clone().sqrt().div_scalar(bias2.sqrt()).add_scalar(eps);
+                let numer = match &mask {
+                    Some(mk) => m.clone() * mk.clone(),
+                    None => m.clone(),
+                };
+                state.exp_avg = Some(m);
+                state.exp_avg_sq = Some(v);
+                param - (numer / denom).mul_scalar(lr / bias1)
+            }
+        }
+    }
+
+    /// The state as named tensors (`<param>.momentum_buffer`, `<param>.exp_avg`,
+    /// `<param>.exp_avg_sq`, `<param>.step`), for checkpoints.
+    pub fn state_tensors(&self) -> Vec<(String, TensorData)> {
+        let mut out = Vec::new();
+        let mut names: Vec<_> = self.state.keys().collect();
+        names.sort();
+        for name in names {
+            let s = &self.state[name];
+            for (suffix, t) in [
+                ("momentum_buffer", &s.momentum),
+                ("exp_avg", &s.exp_avg),
+                ("exp_avg_sq", &s.exp_avg_sq),
+            ] {
+                if let Some(t) = t {
+                    out.push((format!("{name}.{suffix}"), t.clone().into_data()));
+                }
+            }
+            if s.steps > 0 {
+                out.push((
+                    format!("{name}.step"),
+                    TensorData::new(vec![s.steps as f32], [1]),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Restores state written by `state_tensors`.
+    pub fn load_state_tensors(
+        &mut self,
+        tensors: Vec<(String, TensorData)>,
+        device: &B::Device,
+    ) -> Result<(), String> {
+        self.state.clear();
+        for (key, data) in tensors {
+            let (name, suffix) = key
+                .rsplit_once('.')
+                .ok_or_else(|| format!("bad optimizer state key '{key}'"))?;
+            let n = data.num_elements();
+            let s = self.state.entry(name.to_string()).or_insert(ParamState {
+                momentum: None,
+                exp_avg: None,
+                exp_avg_sq: None,
+                steps: 0,
+            });
+            let tensor = || {
+                Tensor::<B, 1>::from_data(
+                    TensorData::new(
+                        data.clone()
+                            .convert::<f32>()
+                            .to_vec::<f32>()
+                            .unwrap_or_default(),
+                        [n],
+                    ),
+                    device,
+                )
+            };
+            match suffix {
+                "momentum_buffer" => s.momentum = Some(tensor()),
+                "exp_avg" => s.exp_avg = Some(tensor()),
+                "exp_avg_sq" => s.exp_avg_sq = Some(tensor()),
+                "step" => {
+                    s.steps = data
+                        .convert::<f32>()
+                        .to_vec::<f32>()
+                        .map_err(|e| format!("{key}: {e:?}"))?[0]
+                        as u64;
+                }
+                _ => return Err(format!("unknown optimizer state '{key}'")),
+            }
+        }
+        Ok(())
+    }
+}
+
+struct GradNorm<'a, B: Backend> {
+    frozen: &'a HashSet<String>,
+    path: PathStack,
+    grads: &'a GradientsParams,
+    sum_sq: f64,
+    _b: std::marker::PhantomData<B>,
+}
+
+impl<AB: AutodiffBackend> ModuleVisitor<AB> for GradNorm<'_, AB::InnerBackend> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.enter(name);
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
+        if self.frozen.contains(&self.path.path()) {
+            return;
+        }
+        if let Some(g) = self.grads.get::<AB::InnerBackend, D>(param.id) {
+            self.sum_sq += g.square().sum().into_scalar().elem::<f64>();
+        }
+    }
+}
+
+struct StepMapper<'a, B: Backend> {
+    opt: &'a mut RepOptimizer<B>,
+    path: PathStack,
+    grads: &'a mut GradientsParams,
+    lr: f64,
+    clip: Option<f64>,
+}
+
+impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB::InnerBackend> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.enter(name);
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.exit();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<AB, D>>) -> Param<Tensor<AB, D>> {
+        let name = self.path.path();
+        let Some(grad) = self.grads.remove::<AB::InnerBackend, D>(param.id) else {
+            return param;
+        };
+        if self.opt.frozen.contains(&name) {
+            return param;
+        }
+        let (id, tensor, mapper) = param.consume();
+        let require_grad = tensor.is_require_grad();
+        let inner = tensor.inner();
+        let shape = inner.shape();
+        let n = shape.num_elements();
+        let mut grad = grad.reshape([n]);
+        if let Some(c) = self.clip {
+            grad = grad.mul_scalar(c);
+        }
+        let updated = self.opt.update(&name, D, inner.reshape([n]), grad, self.lr);
+        let mut tensor = Tensor::<AB, D>::from_inner(updated.reshape(shape));
+        if require_grad {
+            tensor = tensor.require_grad();
+        }
+        Param::from_mapped_value(id, tensor, mapper)
+    }
+}
