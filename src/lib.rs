@@ -5,6 +5,7 @@
 //! - `train`, `probe` orchestrate runs from `model`, `optim`, `data`, `profile`, `rundir`, `gpu`.
 //! - `model`, `optim` are the numerics; `data` the input pipeline; `interop` file formats.
 
+pub mod interop;
 pub mod model;
 pub mod optim;
 pub mod profile;

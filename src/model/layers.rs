@@ -128,12 +128,16 @@ impl<B: Backend> BatchNorm2d<B> {
         };
         let batch_mean = mean.clone().detach().reshape([c]);
         let batch_var = var.clone().detach().reshape([c]).mul_scalar(unbiased);
-        let rm = self.running_mean.value().detach();
-        let rv = self.running_var.value().detach();
+        let rm = self.running_mean.value_sync().detach();
+        let rv = self.running_var.value_sync().detach();
         self.running_mean
             .update(rm.mul_scalar(1.0 - BN_MOMENTUM) + batch_mean.mul_scalar(BN_MOMENTUM));
         self.running_var
             .update(rv.mul_scalar(1.0 - BN_MOMENTUM) + batch_var.mul_scalar(BN_MOMENTUM));
+        // RunningState defers an update until the next read on the same thread; flush it now so
+        // that visitors (checkpoints, exports) and other threads see the current statistics.
+        self.running_mean.value_sync();
+        self.running_var.value_sync();
 
         let scale = self.weight.val().reshape([1, c, 1, 1]) / var.add_scalar(BN_EPS).sqrt();
         centered * scale + self.bias.val().reshape([1, c, 1, 1])
@@ -141,8 +145,8 @@ impl<B: Backend> BatchNorm2d<B> {
 
     /// Evaluation-mode BN as y = x·scale + shift (also the fusion rule of structural re-param).
     pub fn eval_affine(&self) -> (Tensor<B, 1>, Tensor<B, 1>) {
-        let scale = self.weight.val() / self.running_var.value().add_scalar(BN_EPS).sqrt();
-        let shift = self.bias.val() - self.running_mean.value() * scale.clone();
+        let scale = self.weight.val() / self.running_var.value_sync().add_scalar(BN_EPS).sqrt();
+        let shift = self.bias.val() - self.running_mean.value_sync() * scale.clone();
         (scale, shift)
     }
 }
@@ -187,5 +191,35 @@ impl<B: Backend> Linear<B> {
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let outputs = self.bias.dims()[0];
         x.matmul(self.weight.val().transpose()) + self.bias.val().reshape([1, outputs])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+
+    #[test]
+    fn batch_norm_running_statistics_follow_pytorch() {
+        let device = Default::default();
+        let bn = BatchNorm2d::<Autodiff<Flex>>::new(1, &device);
+        // One channel, values 1..=4: mean 2.5, biased var 1.25, unbiased var 5/3.
+        let x = Tensor::from_data(
+            TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 1, 1, 2]),
+            &device,
+        );
+        let y: Vec<f32> = bn.forward(x, true).into_data().to_vec().unwrap();
+        let expected = (1.0f32 - 2.5) / (1.25f32 + 1e-5).sqrt();
+        assert!(
+            (y[0] - expected).abs() < 1e-5,
+            "normalized with the biased variance"
+        );
+        let rm: Vec<f32> = bn.running_mean.value().into_data().to_vec().unwrap();
+        let rv: Vec<f32> = bn.running_var.value().into_data().to_vec().unwrap();
+        assert!((rm[0] - 0.25).abs() < 1e-6, "0.9·0 + 0.1·2.5");
+        assert!(
+            (rv[0] - (0.9 + 0.1 * 5.0 / 3.0)).abs() < 1e-6,
+            "unbiased variance into the running estimate"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The models: RepOpt-VGG target, the Hyper-Search (CSLA) model, RepVGG and its deploy form.
 
 pub mod blocks;
+pub mod fuse;
 pub mod layers;
 pub mod loss;
 pub mod net;
@@ -9,4 +10,4 @@ pub mod variant;
 
 pub use blocks::{Block, DeployBlock, HsBlock, RepVggBlock, TargetBlock};
 pub use net::{DeployNet, HsNet, Net, RepVggNet, TargetNet};
-pub use variant::{BlockPlan, VARIANTS, Variant, variant};
+pub use variant::{BlockPlan, ModelKind, VARIANTS, Variant, variant};

@@ -176,15 +176,64 @@ pub fn load_named<B: Backend, M: Module<B>>(
     }
 }
 
-/// Formats load errors as one message, at most `max` lines of detail.
+/// Formats load errors as one message: missing and unexpected names grouped (at most `max` of
+/// each shown), shape mismatches one per line.
 pub fn describe_load_errors(errors: &[LoadError], max: usize) -> String {
-    let mut lines: Vec<String> = errors
+    let list = |names: Vec<&String>| {
+        let shown: Vec<&str> = names.iter().take(max).map(|s| s.as_str()).collect();
+        let more = names.len().saturating_sub(max);
+        format!(
+            "{}{}",
+            shown.join(", "),
+            if more > 0 {
+                format!(", … and {more} more")
+            } else {
+                String::new()
+            }
+        )
+    };
+    let missing: Vec<&String> = errors
         .iter()
-        .take(max)
-        .map(|e| format!("  - {e}"))
+        .filter_map(|e| {
+            if let LoadError::Missing(n) = e {
+                Some(n)
+            } else {
+                None
+            }
+        })
         .collect();
-    if errors.len() > max {
-        lines.push(format!("  … and {} more", errors.len() - max));
+    let surplus: Vec<&String> = errors
+        .iter()
+        .filter_map(|e| {
+            if let LoadError::Surplus(n) = e {
+                Some(n)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let mut lines = Vec::new();
+    if !missing.is_empty() {
+        lines.push(format!(
+            "  - {} missing tensor(s) the model expects: {}",
+            missing.len(),
+            list(missing)
+        ));
     }
+    if !surplus.is_empty() {
+        lines.push(format!(
+            "  - {} unexpected tensor(s) the model does not have: {}",
+            surplus.len(),
+            list(surplus)
+        ));
+    }
+    lines.extend(
+        errors
+            .iter()
+            .filter(|e| matches!(e, LoadError::Shape { .. }))
+            .take(max)
+            .map(|e| format!("  - {e}")),
+    );
+    lines.push("  (is the file for another variant or model kind?)".to_string());
     lines.join("\n")
 }

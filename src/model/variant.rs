@@ -229,3 +229,62 @@ mod tests {
         assert!(e.contains("'Z9'") && e.contains("B1"), "{e}");
     }
 }
+
+/// The model families built on a variant's plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ModelKind {
+    /// RepOpt-VGG: conv3x3 + BN + ReLU blocks, trained with the RepOptimizer.
+    Target,
+    /// The Hyper-Search model: CSLA blocks with trainable scales.
+    Hs,
+    /// RepVGG at training time (three branches, three BNs).
+    RepVgg,
+    /// RepVGG after structural re-parameterization (one conv3x3 with bias per block).
+    Deploy,
+}
+
+impl ModelKind {
+    pub const ALL: [ModelKind; 4] = [
+        ModelKind::Target,
+        ModelKind::Hs,
+        ModelKind::RepVgg,
+        ModelKind::Deploy,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelKind::Target => "target",
+            ModelKind::Hs => "hs",
+            ModelKind::RepVgg => "repvgg",
+            ModelKind::Deploy => "deploy",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(s))
+    }
+}
+
+impl Variant {
+    /// Learnable parameters of `kind` with `classes` outputs, from the plan alone (no tensors):
+    /// what PyTorch's `sum(p.numel() for p in model.parameters())` gives.
+    pub fn parameter_count(&self, kind: ModelKind, classes: usize) -> usize {
+        let blocks: usize = self
+            .plan()
+            .iter()
+            .map(|p| {
+                let (i, o) = (p.in_channels, p.out_channels);
+                let id = p.has_identity() as usize;
+                match kind {
+                    ModelKind::Target => o * i * 9 + 2 * o,
+                    ModelKind::Hs => o * i * 9 + o * i + 2 * o + id * o + 2 * o,
+                    ModelKind::RepVgg => o * i * 9 + 2 * o + o * i + 2 * o + id * 2 * o,
+                    ModelKind::Deploy => o * i * 9 + o,
+                }
+            })
+            .sum();
+        blocks + self.feature_width() * classes + classes
+    }
+}

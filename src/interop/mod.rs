@@ -1,0 +1,6 @@
+//! File formats shared with PyTorch: reading `.pth` state dicts (official scales and
+//! checkpoints) and writing safetensors with the official names.
+
+pub mod pth;
+
+pub use pth::{ImportError, import_scales, load_state_dict, read_pth};

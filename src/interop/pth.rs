@@ -1,0 +1,204 @@
+//! Reading PyTorch `.pth` files (zip-pickle state dicts) by tensor name, through burn-store's
+//! reader, and importing the official Hyper-Search scale files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn_store::pytorch::PytorchReader;
+
+use crate::model::Variant;
+use crate::profile::{BlockScales, ScalesProfile};
+
+/// A float tensor read from a file: shape and values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(
+        "{path}: not a readable PyTorch state dict ({reason}); expected a .pth file written by torch.save"
+    )]
+    NotPytorch { path: PathBuf, reason: String },
+    #[error("{path}: tensor '{key}' could not be read as float32: {reason}")]
+    BadTensor {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+    #[error(
+        "{path}: missing key '{key}' (variant {variant} needs it; is the file for another variant?){}",
+        unexpected_hint(unexpected)
+    )]
+    MissingKey {
+        path: PathBuf,
+        key: String,
+        variant: String,
+        unexpected: Vec<String>,
+    },
+    #[error(
+        "{path}: unexpected key '{key}' (variant {variant} has no such scale; is the file for another variant?)"
+    )]
+    SurplusKey {
+        path: PathBuf,
+        key: String,
+        variant: String,
+    },
+    #[error(
+        "{path}: '{key}' has {found} values, variant {variant} needs {expected} (one per output channel)"
+    )]
+    Length {
+        path: PathBuf,
+        key: String,
+        variant: String,
+        expected: usize,
+        found: usize,
+    },
+    #[error("{path} does not fit the {model} model:\n{details}")]
+    StateDict {
+        path: PathBuf,
+        model: String,
+        details: String,
+    },
+}
+
+fn unexpected_hint(unexpected: &[String]) -> String {
+    match unexpected {
+        [] => String::new(),
+        keys => format!(
+            "; the file has keys the variant does not: {}",
+            keys.join(", ")
+        ),
+    }
+}
+
+/// Every tensor of a `.pth` state dict, by name, converted to f32.
+pub fn read_pth(path: &Path) -> Result<BTreeMap<String, HostTensor>, ImportError> {
+    let reader = PytorchReader::new(path).map_err(|e| ImportError::NotPytorch {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut out = BTreeMap::new();
+    for (key, snapshot) in reader.into_tensors() {
+        let bad = |reason: String| ImportError::BadTensor {
+            path: path.to_path_buf(),
+            key: key.clone(),
+            reason,
+        };
+        let data = snapshot.to_data().map_err(|e| bad(format!("{e:?}")))?;
+        let shape = data.shape.to_vec();
+        let values = data
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .map_err(|e| bad(format!("{e:?}")))?;
+        out.insert(key, HostTensor { shape, values });
+    }
+    Ok(out)
+}
+
+/// Imports an official scales file (`stage0.scale_conv.weight`, `stageK.I.scale_{conv,1x1,identity}.weight`,
+/// per output channel) for `variant`. Matching is strict and by name: a missing key, a key the
+/// variant does not have, or a vector of the wrong length is an error naming the key.
+pub fn import_scales(path: &Path, variant: &Variant) -> Result<ScalesProfile, ImportError> {
+    let mut tensors = read_pth(path)?;
+    let name = variant.name.to_string();
+    let expected_keys: Vec<String> = variant
+        .plan()
+        .iter()
+        .flat_map(|p| {
+            let mut keys = vec![
+                format!("{}.scale_conv.weight", p.name),
+                format!("{}.scale_1x1.weight", p.name),
+            ];
+            if p.has_identity() {
+                keys.push(format!("{}.scale_identity.weight", p.name));
+            }
+            keys
+        })
+        .collect();
+    let unexpected: Vec<String> = tensors
+        .keys()
+        .filter(|k| !expected_keys.contains(k))
+        .cloned()
+        .collect();
+    let mut take = |key: String, expected: usize| -> Result<Vec<f32>, ImportError> {
+        let t = tensors
+            .remove(&key)
+            .ok_or_else(|| ImportError::MissingKey {
+                path: path.to_path_buf(),
+                key: key.clone(),
+                variant: name.clone(),
+                unexpected: unexpected.clone(),
+            })?;
+        if t.values.len() != expected || t.shape.len() != 1 {
+            return Err(ImportError::Length {
+                path: path.to_path_buf(),
+                key,
+                variant: name.clone(),
+                expected,
+                found: t.values.len(),
+            });
+        }
+        Ok(t.values)
+    };
+    let mut blocks = Vec::new();
+    for p in variant.plan() {
+        let c = p.out_channels;
+        let s = take(format!("{}.scale_conv.weight", p.name), c)?;
+        let t = take(format!("{}.scale_1x1.weight", p.name), c)?;
+        let u = if p.has_identity() {
+            Some(take(format!("{}.scale_identity.weight", p.name), c)?)
+        } else {
+            None
+        };
+        blocks.push(BlockScales {
+            name: p.name.clone(),
+            s,
+            t,
+            u,
+        });
+    }
+    if let Some(key) = tensors.into_keys().next() {
+        return Err(ImportError::SurplusKey {
+            path: path.to_path_buf(),
+            key,
+            variant: name,
+        });
+    }
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(ScalesProfile {
+        variant: variant.name.to_string(),
+        source: format!("imported from {file}"),
+        blocks,
+    })
+}
+
+/// Loads a PyTorch state dict into `model` by name (official checkpoints: `stage0.conv.weight`,
+/// `stage1.0.bn.running_mean`, `linear.weight`, …). Strict: missing, surplus or mis-shaped
+/// tensors are errors naming them. BN's `num_batches_tracked` counters are PyTorch bookkeeping
+/// without effect on the model and are skipped.
+pub fn load_state_dict<B: burn::tensor::backend::Backend, M: burn::module::Module<B>>(
+    model: M,
+    path: &Path,
+    model_name: &str,
+    device: &B::Device,
+) -> Result<M, ImportError> {
+    use burn::tensor::TensorData;
+    let tensors = read_pth(path)?
+        .into_iter()
+        .filter(|(k, _)| !k.ends_with(".num_batches_tracked"))
+        .map(|(k, t)| (k, TensorData::new(t.values, t.shape)))
+        .collect();
+    crate::model::params::load_named(model, tensors, device).map_err(|errors| {
+        ImportError::StateDict {
+            path: path.to_path_buf(),
+            model: model_name.to_string(),
+            details: crate::model::params::describe_load_errors(&errors, 12),
+        }
+    })
+}
