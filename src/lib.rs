@@ -5,6 +5,8 @@
 //! - `train`, `probe` orchestrate runs from `model`, `optim`, `data`, `profile`, `rundir`, `gpu`.
 //! - `model`, `optim` are the numerics; `data` the input pipeline; `interop` file formats.
 
+pub mod cli;
+pub mod device;
 pub mod interop;
 pub mod model;
 pub mod optim;

@@ -1,3 +1,13 @@
-fn main() {
-    println!("repopt-tui");
+//! repopt-tui: see `src/cli` for the command line, `src/lib.rs` for the layers.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match repopt_tui::cli::run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

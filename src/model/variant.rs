@@ -288,3 +288,16 @@ impl Variant {
         blocks + self.feature_width() * classes + classes
     }
 }
+
+/// 51841832 → "51,841,832".
+pub fn group_thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -59,9 +59,10 @@ pub fn load_ron<T: DeserializeOwned>(path: &Path) -> Result<T, ProfileError> {
 
 /// Pretty RON text that `parse_ron` reads back.
 pub fn to_ron<T: Serialize>(value: &T) -> String {
+    // Scale vectors on one line each: a profile stays readable and a few hundred kB.
     let config = ron::ser::PrettyConfig::new()
-        .depth_limit(4)
-        .struct_names(false);
+        .struct_names(false)
+        .compact_arrays(true);
     ron_options()
         .to_string_pretty(value, config)
         .expect("profiles serialize to RON")

@@ -1,0 +1,68 @@
+//! The command line: `repopt-tui` opens the dashboard on a terminal, `--profile` runs headless,
+//! and subcommands serve the tools around a run.
+
+mod models;
+mod scales;
+mod verify;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "repopt-tui",
+    version,
+    about = "Train convnets with RepOptimizers: Hyper-Search, RepOpt-VGG, RepVGG baseline, live dashboard",
+    long_about = "Train convnets with RepOptimizers (gradient re-parameterization, Ding et al., ICLR 2023).\n\n\
+        With no arguments on a terminal: the dashboard. With --profile: a headless run in the \
+        foreground (progress on stdout, everything else in the run directory)."
+)]
+pub struct Cli {
+    /// Run this profile headless (e.g. profiles/b1.ron).
+    #[arg(long, value_name = "FILE.ron")]
+    pub profile: Option<PathBuf>,
+    /// Continue the newest valid checkpoint of the run (with --profile).
+    #[arg(long, requires = "profile")]
+    pub resume: bool,
+    /// Resume from this checkpoint file instead of the newest one (with --resume).
+    #[arg(long, value_name = "FILE.ckpt", requires = "resume")]
+    pub checkpoint: Option<PathBuf>,
+    /// Run id (folder name under the runs directory); default: <profile>-<UTC time>.
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+    /// Where run directories live.
+    #[arg(long, value_name = "DIR", default_value = "checkpoints", global = true)]
+    pub runs_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Scales profiles: import the official .pth files, inspect a profile.
+    #[command(subcommand)]
+    Scales(scales::ScalesCommand),
+    /// Every model variant with its parameter counts.
+    Models(models::ModelsArgs),
+    /// Check the RepOptimizer against the multi-branch model it stands for (CSLA ≡ RepOpt).
+    Verify(verify::VerifyArgs),
+}
+
+/// Parses the command line and runs it. Errors are printed by `main` as one clear line.
+pub fn run() -> anyhow::Result<std::process::ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Scales(cmd)) => scales::run(cmd),
+        Some(Command::Models(args)) => models::run(args),
+        Some(Command::Verify(args)) => verify::run(args),
+        None => match cli.profile {
+            Some(_) => anyhow::bail!("headless runs are not available in this build yet"),
+            None => {
+                use clap::CommandFactory;
+                Cli::command().print_help()?;
+                Ok(std::process::ExitCode::SUCCESS)
+            }
+        },
+    }
+}

@@ -1,0 +1,159 @@
+//! `repopt-tui verify`: CSLA (plain optimizer) against RepOpt (RepOptimizer) side by side.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use burn::tensor::backend::AutodiffBackend;
+use clap::{Args, ValueEnum};
+
+use crate::device::{BackendTask, DeviceSpec, dispatch};
+use crate::model::variant;
+use crate::optim::equivalence::{VerifyConfig, VerifyReport, run_equivalence};
+use crate::optim::{OptimizerConfig, UpdateRule};
+use crate::profile::ScalesProfile;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum OptimizerArg {
+    Sgd,
+    Adamw,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Model variant (default: the scales profile's variant, else T0).
+    #[arg(long)]
+    variant: Option<String>,
+    /// Scales of the CSLA blocks; default: random per-channel scales, some negative
+    /// (positive only for AdamW, which is exactly equivalent only for positive scales).
+    #[arg(long, value_name = "FILE.ron")]
+    scales: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "sgd")]
+    optimizer: OptimizerArg,
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    #[arg(long, default_value_t = 32)]
+    resolution: usize,
+    #[arg(long, default_value_t = 0.01)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.05)]
+    weight_decay: f64,
+    /// AdamW's eps. It enters once per branch in the CSLA model and once per kernel in the
+    /// RepOptimizer, so the two agree only as eps → 0.
+    #[arg(long, default_value_t = 1e-12)]
+    eps: f64,
+    /// Largest relative difference accepted (f32 arithmetic).
+    #[arg(long, default_value_t = 1e-4)]
+    tolerance: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+struct VerifyTask(VerifyConfig);
+
+impl BackendTask for VerifyTask {
+    type Output = VerifyReport;
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> VerifyReport {
+        run_equivalence::<B>(&self.0, &devices[0])
+    }
+}
+
+pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let scales = match &args.scales {
+        Some(path) => Some(ScalesProfile::load(path)?),
+        None => None,
+    };
+    let name = args
+        .variant
+        .clone()
+        .or_else(|| scales.as_ref().map(|s| s.variant.clone()))
+        .unwrap_or_else(|| "T0".to_string());
+    let v = variant(&name)?;
+    if let (Some(s), Some(path)) = (&scales, &args.scales) {
+        s.check(&v)
+            .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+    }
+    let rule = match args.optimizer {
+        OptimizerArg::Sgd => UpdateRule::official_sgd(),
+        OptimizerArg::Adamw => UpdateRule::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: args.eps,
+        },
+    };
+    let scales = scales.or_else(|| {
+        let negative = matches!(args.optimizer, OptimizerArg::Sgd);
+        Some(crate::optim::equivalence::random_scales(
+            &v, args.seed, negative,
+        ))
+    });
+    let source = scales
+        .as_ref()
+        .map(|s| s.source.clone())
+        .unwrap_or_default();
+    let negatives = scales.as_ref().map_or(0, |s| s.negative_count());
+    let cfg = VerifyConfig {
+        variant: v,
+        scales,
+        optimizer: OptimizerConfig::new(rule, args.weight_decay),
+        steps: args.steps,
+        batch: args.batch,
+        resolution: args.resolution,
+        classes: 10,
+        lr: args.lr,
+        seed: args.seed,
+    };
+    println!(
+        "verify: {} with scales {} ({} negative), {:?}, wd {}, lr {}, {} steps of batch {} at {}x{} on {}",
+        v.name,
+        source,
+        negatives,
+        rule,
+        args.weight_decay,
+        args.lr,
+        args.steps,
+        args.batch,
+        args.resolution,
+        args.resolution,
+        args.device
+    );
+    let report = dispatch(&[args.device], VerifyTask(cfg))?;
+    println!("{:>5} {:>12} {:>12}", "step", "CSLA loss", "RepOpt loss");
+    for (i, (a, b)) in report
+        .csla_losses
+        .iter()
+        .zip(&report.repopt_losses)
+        .enumerate()
+    {
+        println!("{:>5} {:>12.6} {:>12.6}", i, a, b);
+    }
+    println!(
+        "kernels: largest relative difference {:.2e} (block {})",
+        report.kernel_rel_diff, report.worst_block
+    );
+    println!(
+        "outputs: relative difference {:.2e}",
+        report.output_rel_diff
+    );
+    println!(
+        "(kernels moved {:.2e} relative to their initial values)",
+        report.kernel_motion
+    );
+    if report.max_rel_diff() <= args.tolerance {
+        println!(
+            "PASS: the RepOptimizer reproduces the multi-branch model (tolerance {:.0e})",
+            args.tolerance
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "FAIL: difference {:.2e} above tolerance {:.0e}",
+            report.max_rel_diff(),
+            args.tolerance
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
