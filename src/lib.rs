@@ -5,6 +5,7 @@
 //! - `train`, `probe` orchestrate runs from `model`, `optim`, `data`, `profile`, `rundir`, `gpu`.
 //! - `model`, `optim` are the numerics; `data` the input pipeline; `interop` file formats.
 
+pub mod bench;
 pub mod cli;
 pub mod device;
 pub mod interop;

@@ -1,6 +1,7 @@
 //! The command line: `repopt-tui` opens the dashboard on a terminal, `--profile` runs headless,
 //! and subcommands serve the tools around a run.
 
+mod bench;
 mod models;
 mod scales;
 mod verify;
@@ -47,6 +48,9 @@ pub enum Command {
     Models(models::ModelsArgs),
     /// Check the RepOptimizer against the multi-branch model it stands for (CSLA ≡ RepOpt).
     Verify(verify::VerifyArgs),
+    /// Benchmarks: training steps of the models.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Parses the command line and runs it. Errors are printed by `main` as one clear line.
@@ -56,6 +60,7 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         Some(Command::Scales(cmd)) => scales::run(cmd),
         Some(Command::Models(args)) => models::run(args),
         Some(Command::Verify(args)) => verify::run(args),
+        Some(Command::Bench(cmd)) => bench::run(cmd),
         None => match cli.profile {
             Some(_) => anyhow::bail!("headless runs are not available in this build yet"),
             None => {

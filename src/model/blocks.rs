@@ -8,7 +8,7 @@ use super::layers::{BatchNorm2d, Conv, ScaleLayer};
 use super::variant::BlockPlan;
 
 /// What every block of the network can do.
-pub trait Block<B: Backend>: Module<B> {
+pub trait Block<B: Backend>: Module<B> + burn::module::ModuleDisplay {
     fn init(plan: &BlockPlan, rng: &mut ChaCha8Rng, device: &B::Device) -> Self;
     fn forward(&self, x: Tensor<B, 4>, train: bool) -> Tensor<B, 4>;
 }

@@ -106,28 +106,38 @@ impl<B: Backend> BatchNorm2d<B> {
 
     pub fn forward(&self, x: Tensor<B, 4>, train: bool) -> Tensor<B, 4> {
         let [n, c, h, w] = x.dims();
+        // Work on [n, c, h·w] with per-(sample, channel) operands of shape [n, c, 1]: reductions
+        // run over the contiguous inner axis and every broadcast is one scalar per row, the
+        // layouts the CPU backend has vectorized fast paths for.
+        let x = x.reshape([n, c, h * w]);
         if !train {
             let (scale, shift) = self.eval_affine();
-            return x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1]);
+            let y = x * per_row(scale, n) + per_row(shift, n);
+            return y.reshape([n, c, h, w]);
         }
         let count = (n * h * w) as f64;
-        let mean = x.clone().sum_dim(3).sum_dim(2).sum_dim(0).div_scalar(count);
-        let centered = x - mean.clone();
+        let mean = x
+            .clone()
+            .sum_dim(2)
+            .sum_dim(0)
+            .div_scalar(count)
+            .reshape([c]);
+        let centered = x - per_row(mean.clone(), n);
         let var = centered
             .clone()
             .square()
-            .sum_dim(3)
             .sum_dim(2)
             .sum_dim(0)
-            .div_scalar(count);
+            .div_scalar(count)
+            .reshape([c]);
 
         let unbiased = if count > 1.0 {
             count / (count - 1.0)
         } else {
             1.0
         };
-        let batch_mean = mean.clone().detach().reshape([c]);
-        let batch_var = var.clone().detach().reshape([c]).mul_scalar(unbiased);
+        let batch_mean = mean.detach();
+        let batch_var = var.clone().detach().mul_scalar(unbiased);
         let rm = self.running_mean.value_sync().detach();
         let rv = self.running_var.value_sync().detach();
         self.running_mean
@@ -139,8 +149,9 @@ impl<B: Backend> BatchNorm2d<B> {
         self.running_mean.value_sync();
         self.running_var.value_sync();
 
-        let scale = self.weight.val().reshape([1, c, 1, 1]) / var.add_scalar(BN_EPS).sqrt();
-        centered * scale + self.bias.val().reshape([1, c, 1, 1])
+        let scale = self.weight.val() / var.add_scalar(BN_EPS).sqrt();
+        let y = centered * per_row(scale, n) + per_row(self.bias.val(), n);
+        y.reshape([n, c, h, w])
     }
 
     /// Evaluation-mode BN as y = x·scale + shift (also the fusion rule of structural re-param).
@@ -149,6 +160,12 @@ impl<B: Backend> BatchNorm2d<B> {
         let shift = self.bias.val() - self.running_mean.value_sync() * scale.clone();
         (scale, shift)
     }
+}
+
+/// A per-channel vector [c] as [n, c, 1]: one scalar per row of an [n, c, h·w] tensor.
+fn per_row<B: Backend>(v: Tensor<B, 1>, n: usize) -> Tensor<B, 3> {
+    let c = v.dims()[0];
+    v.reshape([1, c, 1]).repeat_dim(0, n)
 }
 
 /// Per-channel multiplier (the HS model's trainable scales), official `ScaleLayer` without bias.
@@ -165,8 +182,8 @@ impl<B: Backend> ScaleLayer<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let c = x.dims()[1];
-        x * self.weight.val().reshape([1, c, 1, 1])
+        let [n, c, h, w] = x.dims();
+        (x.reshape([n, c, h * w]) * per_row(self.weight.val(), n)).reshape([n, c, h, w])
     }
 }
 

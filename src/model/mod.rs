@@ -9,5 +9,5 @@ pub mod params;
 pub mod variant;
 
 pub use blocks::{Block, DeployBlock, HsBlock, RepVggBlock, TargetBlock};
-pub use net::{DeployNet, HsNet, Net, RepVggNet, TargetNet};
+pub use net::{Classifier, DeployNet, HsNet, Net, RepVggNet, TargetNet};
 pub use variant::{BlockPlan, ModelKind, VARIANTS, Variant, variant};

@@ -102,3 +102,15 @@ impl<B: Backend, K: Block<B>> Net<B, K> {
         self.linear.bias.dims()[0]
     }
 }
+
+/// What the training loop needs of a model, whatever its blocks.
+pub trait Classifier<B: Backend>: Module<B> {
+    /// Logits [batch, classes]; `train` selects batch statistics (and updates the running ones).
+    fn logits(&self, x: Tensor<B, 4>, train: bool) -> Tensor<B, 2>;
+}
+
+impl<B: Backend, K: Block<B>> Classifier<B> for Net<B, K> {
+    fn logits(&self, x: Tensor<B, 4>, train: bool) -> Tensor<B, 2> {
+        self.forward(x, train)
+    }
+}

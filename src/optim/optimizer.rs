@@ -175,25 +175,28 @@ impl<B: Backend> RepOptimizer<B> {
     }
 
     /// One update of every parameter that has a gradient. Returns the global gradient norm
-    /// (before clipping).
-    pub fn step<AB, M>(&mut self, model: M, mut grads: GradientsParams, lr: f64) -> (M, f64)
+    /// (before clipping) when clipping is on; computing it costs a pass over every gradient.
+    pub fn step<AB, M>(&mut self, model: M, mut grads: GradientsParams, lr: f64) -> (M, Option<f64>)
     where
         AB: AutodiffBackend<InnerBackend = B>,
         M: AutodiffModule<AB>,
     {
-        let mut norm = GradNorm::<B> {
-            frozen: &self.frozen,
-            path: PathStack::default(),
-            grads: &grads,
-            sum_sq: 0.0,
-            _b: Default::default(),
-        };
-        model.visit(&mut norm);
-        let norm = norm.sum_sq.sqrt();
-        let clip = match self.config.grad_clip_norm {
-            Some(max) if norm > max => Some(max / (norm + 1e-6)),
-            _ => None,
-        };
+        let (mut norm, mut clip) = (None, None);
+        if let Some(max) = self.config.grad_clip_norm {
+            let mut visitor = GradNorm::<B> {
+                frozen: &self.frozen,
+                path: PathStack::default(),
+                grads: &grads,
+                sum_sq: 0.0,
+                _b: Default::default(),
+            };
+            model.visit(&mut visitor);
+            let total = visitor.sum_sq.sqrt();
+            // torch.nn.utils.clip_grad_norm_: scale by max / (norm + 1e-6) when that is below 1.
+            let factor = max / (total + 1e-6);
+            clip = (factor < 1.0).then_some(factor);
+            norm = Some(total);
+        }
         let mut mapper = StepMapper {
             opt: self,
             path: PathStack::default(),

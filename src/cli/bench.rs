@@ -1,0 +1,204 @@
+//! `repopt-tui bench model`: training-step figures, optionally beside the PyTorch peer.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use burn::tensor::backend::AutodiffBackend;
+use clap::{Args, Subcommand};
+
+use crate::bench::{ModelBenchConfig, ModelBenchResult, bench_models};
+use crate::device::{BackendTask, DeviceSpec, dispatch};
+use crate::model::{ModelKind, variant};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Seconds per training step and images/s of the target, RepVGG and HS models.
+    Model(ModelArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ModelArgs {
+    #[arg(long, default_value = "A0")]
+    variant: String,
+    /// Input resolution (square).
+    #[arg(long, default_value_t = 32)]
+    res: usize,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value_t = 100)]
+    classes: usize,
+    /// Comma-separated: target, repvgg, hs, deploy.
+    #[arg(long, default_value = "target,repvgg,hs")]
+    models: String,
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// CPU threads (rayon pool); default: all cores.
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// Also run the PyTorch peer (`../shared/bench/peer_torch.py`) with this Python, in the same
+    /// invocation and with the same settings, and print the ratio.
+    #[arg(long, value_name = "PYTHON")]
+    torch: Option<PathBuf>,
+    /// Where the PyTorch peer script is.
+    #[arg(long, default_value = "../shared/bench/peer_torch.py")]
+    torch_script: PathBuf,
+}
+
+struct ModelTask(ModelBenchConfig);
+
+impl BackendTask for ModelTask {
+    type Output = Vec<ModelBenchResult>;
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
+        bench_models::<B>(&self.0, &devices[0])
+    }
+}
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BenchCommand::Model(args) => model(args),
+    }
+}
+
+fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
+    let v = variant(&args.variant)?;
+    let models = args
+        .models
+        .split(',')
+        .map(|m| {
+            ModelKind::parse(m.trim()).ok_or_else(|| {
+                anyhow::anyhow!("unknown model '{m}': expected target, repvgg, hs or deploy")
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .ok();
+    let cfg = ModelBenchConfig {
+        variant: v,
+        resolution: args.res,
+        batch: args.batch,
+        classes: args.classes,
+        models: models.clone(),
+        warmup: args.warmup,
+        steps: args.steps,
+    };
+    println!(
+        "bench model: {} at {}x{}, batch {}, {} classes, {} threads, {} (burn {} backend), {} steps after {} warm-up",
+        v.name,
+        args.res,
+        args.res,
+        args.batch,
+        args.classes,
+        threads,
+        args.device,
+        if args.device == DeviceSpec::Cpu {
+            "flex"
+        } else {
+            "cuda"
+        },
+        args.steps,
+        args.warmup
+    );
+    let torch = match &args.torch {
+        Some(python) => Some(run_torch_peer(python, &args, &models, threads)?),
+        None => None,
+    };
+    let results = dispatch(&[args.device], ModelTask(cfg))?;
+    println!(
+        "{:<8} {:>10} {:>10} {:>12} {:>12} {:>12}",
+        "model", "s/step", "images/s", "optimizer s", "PyTorch i/s", "ours/PyTorch"
+    );
+    for r in &results {
+        let peer = torch
+            .as_ref()
+            .and_then(|t| t.iter().find(|(k, _)| *k == r.kind).map(|(_, ips)| *ips));
+        println!(
+            "{:<8} {:>10.4} {:>10.1} {:>12.4} {:>12} {:>12}",
+            r.kind.name(),
+            r.step_s,
+            r.images_per_s,
+            r.optimizer_s,
+            peer.map_or("-".into(), |p| format!("{p:.1}")),
+            peer.map_or("-".into(), |p| format!("{:.2}", r.images_per_s / p)),
+        );
+        if let Some(plain) = r.plain_sgd_s {
+            println!(
+                "         RepOptimizer step {:.4} s vs plain SGD step {:.4} s ({:+.1}%)",
+                r.optimizer_s,
+                plain,
+                100.0 * (r.optimizer_s / plain - 1.0)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the PyTorch peer with the same settings; returns images/s per model kind.
+fn run_torch_peer(
+    python: &PathBuf,
+    args: &ModelArgs,
+    models: &[ModelKind],
+    threads: usize,
+) -> anyhow::Result<Vec<(ModelKind, f64)>> {
+    let kinds: Vec<&str> = models
+        .iter()
+        .filter(|k| **k != ModelKind::Deploy)
+        .map(|k| k.name())
+        .collect();
+    let out = std::process::Command::new(python)
+        .arg(&args.torch_script)
+        .args([
+            "--variant",
+            &args.variant,
+            "--res",
+            &args.res.to_string(),
+            "--bs",
+            &args.batch.to_string(),
+        ])
+        .args([
+            "--classes",
+            &args.classes.to_string(),
+            "--steps",
+            &args.steps.to_string(),
+        ])
+        .args([
+            "--warm",
+            &args.warmup.to_string(),
+            "--threads",
+            &threads.to_string(),
+            "--kinds",
+            &kinds.join(","),
+        ])
+        .output()
+        .with_context(|| format!("cannot run the PyTorch peer with {}", python.display()))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "the PyTorch peer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    let mut figures = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("unexpected peer output: {line}"))?;
+        if let (Some(kind), Some(ips)) = (
+            v["kind"].as_str().and_then(ModelKind::parse),
+            v["img_per_s"].as_f64(),
+        ) {
+            figures.push((kind, ips));
+        }
+    }
+    Ok(figures)
+}
