@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod cli;
 pub mod device;
+pub mod gpu;
 pub mod interop;
 pub mod model;
 pub mod optim;
