@@ -5,4 +5,5 @@
 //! - `train`, `probe` orchestrate runs from `model`, `optim`, `data`, `profile`, `rundir`, `gpu`.
 //! - `model`, `optim` are the numerics; `data` the input pipeline; `interop` file formats.
 
+pub mod data;
 pub mod rundir;
