@@ -20,29 +20,54 @@ pub struct BenchFigure {
     pub name: String,
     pub threads: usize,
     pub images: u64,
+    /// Wall-clock seconds.
     pub seconds: f64,
-    /// Images per second over all threads.
+    /// CPU seconds the worker threads used (all threads together).
+    pub cpu_seconds: f64,
+    /// Images per wall-clock second over all threads.
     pub images_per_sec: f64,
-    /// Images per second per worker thread.
+    /// Images per CPU second of one worker thread: the throughput of one core that is not
+    /// shared with other work (robust to other processes on a busy machine).
     pub per_thread: f64,
+}
+
+/// CPU time used by the calling thread, in seconds (wall time where unavailable).
+pub fn thread_cpu_seconds() -> f64 {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into the timespec we own.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        if rc == 0 {
+            return ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9;
+        }
+    }
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
 }
 
 impl std::fmt::Display for BenchFigure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:<46} {:>8.1} images/s per thread ({} threads: {:.1} images/s, {} images in {:.2} s)",
+            "{:<50} {:>9.1} images/s per thread (per CPU-second; {} thread(s): {:.1} images/s \
+             wall, {} images in {:.2} s, {:.2} CPU s)",
             self.name,
             self.per_thread,
             self.threads,
             self.images_per_sec,
             self.images,
-            self.seconds
+            self.seconds,
+            self.cpu_seconds
         )
     }
 }
 
-/// Runs `work(thread, i)` on `threads` threads for `seconds`, counting calls.
+/// Runs `work(thread, i)` on `threads` threads for `seconds`, counting calls and the
+/// threads' CPU time.
 fn measure(
     name: &str,
     threads: usize,
@@ -55,33 +80,36 @@ fn measure(
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let (stop, count, work) = (stop.clone(), count.clone(), work.clone());
-            std::thread::spawn(move || -> Result<()> {
+            std::thread::spawn(move || -> Result<f64> {
+                let c0 = thread_cpu_seconds();
                 let mut i = t as u64;
                 while !stop.load(Ordering::Relaxed) {
                     work(t, i)?;
                     count.fetch_add(1, Ordering::Relaxed);
                     i += threads as u64;
                 }
-                Ok(())
+                Ok(thread_cpu_seconds() - c0)
             })
         })
         .collect();
     std::thread::sleep(Duration::from_secs_f64(seconds));
     stop.store(true, Ordering::Relaxed);
+    let mut cpu = 0.0;
     for h in handles {
-        h.join()
+        cpu += h
+            .join()
             .map_err(|_| anyhow::anyhow!("bench thread panicked"))??;
     }
     let secs = t0.elapsed().as_secs_f64();
     let images = count.load(Ordering::Relaxed);
-    let ips = images as f64 / secs;
     Ok(BenchFigure {
         name: name.to_string(),
         threads,
         images,
         seconds: secs,
-        images_per_sec: ips,
-        per_thread: ips / threads as f64,
+        cpu_seconds: cpu,
+        images_per_sec: images as f64 / secs,
+        per_thread: images as f64 / cpu.max(1e-9),
     })
 }
 
@@ -91,7 +119,8 @@ fn measure(
 /// - ImageNet train @224: read + decode + RandomResizedCrop + flip + RandAugment + normalize;
 /// - ImageNet val @224: read + decode + Resize(224) + CenterCrop(224) + normalize.
 ///
-/// Each for `seconds`, on `threads` threads; figures are images/s per thread.
+/// Each for `seconds`, on `threads` threads; `per_thread` is images per CPU-second of a
+/// worker thread, so a busy machine does not distort it.
 pub fn bench_pipelines(
     samples_dir: &Path,
     threads: usize,
@@ -147,6 +176,24 @@ pub fn bench_pipelines(
         seconds,
         work,
     )?);
+
+    {
+        let files = files.clone();
+        let work: Arc<dyn Fn(usize, u64) -> Result<()> + Send + Sync> = Arc::new(move |_t, i| {
+            let f = &files[(i as usize) % files.len()];
+            let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+            let img =
+                decode_rgb(&bytes).with_context(|| format!("cannot decode {}", f.display()))?;
+            std::hint::black_box(&img);
+            Ok(())
+        });
+        out.push(measure(
+            "read + decode only (reference)",
+            threads,
+            seconds,
+            work,
+        )?);
+    }
 
     for (name, augment, train) in [
         (

@@ -73,7 +73,7 @@ fn precompute(in_size: usize, out_size: usize) -> Coeffs {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn clip8(v: i32) -> u8 {
     (v >> PRECISION_BITS).clamp(0, 255) as u8
 }
@@ -81,56 +81,179 @@ fn clip8(v: i32) -> u8 {
 /// Resizes the `rect` of `src` to `out_w` x `out_h` (PIL: `img.crop(rect).resize((out_w,
 /// out_h), BILINEAR)`), writing interleaved RGB into `out` (length `out_w * out_h * 3`).
 pub fn resize_rect_into(src: &RgbImage, rect: Rect, out_w: usize, out_h: usize, out: &mut [u8]) {
+    let win = Rect {
+        x: 0,
+        y: 0,
+        w: out_w,
+        h: out_h,
+    };
+    resize_rect_window_into(src, rect, out_w, out_h, win, out);
+}
+
+/// Like [`resize_rect_into`], but computes only the window `win` of the resized image (the
+/// pixels are exactly those of the full resize; PIL: `img.crop(rect).resize(..).crop(win)`).
+/// `out` has length `win.w * win.h * 3`.
+pub fn resize_rect_window_into(
+    src: &RgbImage,
+    rect: Rect,
+    out_w: usize,
+    out_h: usize,
+    win: Rect,
+    out: &mut [u8],
+) {
+    assert!(rect.x + rect.w <= src.width() as usize && rect.y + rect.h <= src.height() as usize);
+    assert!(rect.w > 0 && rect.h > 0 && out_w > 0 && out_h > 0);
+    assert!(win.x + win.w <= out_w && win.y + win.h <= out_h);
+    assert_eq!(out.len(), win.w * win.h * 3);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { resize_avx2(src, rect, out_w, out_h, win, out) };
+            return;
+        }
+    }
+    resize_impl(src, rect, out_w, out_h, win, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn resize_avx2(src: &RgbImage, rect: Rect, out_w: usize, out_h: usize, win: Rect, out: &mut [u8]) {
+    resize_impl(src, rect, out_w, out_h, win, out);
+}
+
+/// One row of the horizontal pass: output pixels `x0..x0 + w` from `src` (which starts at
+/// source column `col0` and has 4 spare bytes), into `dst` (4 spare bytes).
+#[inline(always)]
+fn horizontal_row(src: &[u8], dst: &mut [u8], c: &Coeffs, x0: usize, w: usize, col0: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("sse4.1") {
+            // SAFETY: SSE4.1 is available (checked); the slices have the 4 spare bytes that
+            // the word-wide loads and stores need (asserted inside).
+            unsafe { horizontal_row_sse41(src, dst, c, x0, w, col0) };
+            return;
+        }
+    }
+    horizontal_row_scalar(src, dst, c, x0, w, col0);
+}
+
+fn horizontal_row_scalar(src: &[u8], dst: &mut [u8], c: &Coeffs, x0: usize, w: usize, col0: usize) {
+    for xo in 0..w {
+        let xx = x0 + xo;
+        let n = c.count[xx];
+        let taps = &c.k[xx * c.ksize..xx * c.ksize + n];
+        let px = &src[(c.start[xx] - col0) * 3..(c.start[xx] - col0 + n) * 3];
+        let (mut r, mut g, mut b) = (HALF, HALF, HALF);
+        for (p, &k) in px.chunks_exact(3).zip(taps) {
+            r += p[0] as i32 * k;
+            g += p[1] as i32 * k;
+            b += p[2] as i32 * k;
+        }
+        dst[xo * 3] = clip8(r);
+        dst[xo * 3 + 1] = clip8(g);
+        dst[xo * 3 + 2] = clip8(b);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.1")]
+unsafe fn horizontal_row_sse41(
+    src: &[u8],
+    dst: &mut [u8],
+    c: &Coeffs,
+    x0: usize,
+    w: usize,
+    col0: usize,
+) {
+    use std::arch::x86_64::*;
+    assert!(dst.len() >= w * 3 + 4);
+    for xo in 0..w {
+        let xx = x0 + xo;
+        let n = c.count[xx];
+        let taps = &c.k[xx * c.ksize..xx * c.ksize + n];
+        let first = (c.start[xx] - col0) * 3;
+        assert!(first + n * 3 + 1 <= src.len());
+        let mut acc = _mm_set1_epi32(HALF);
+        for (j, &k) in taps.iter().enumerate() {
+            // SAFETY: first + 3j + 4 <= first + 3n + 1 <= src.len() (asserted above).
+            let word =
+                unsafe { std::ptr::read_unaligned(src.as_ptr().add(first + j * 3) as *const i32) };
+            let px = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(word));
+            acc = _mm_add_epi32(acc, _mm_mullo_epi32(px, _mm_set1_epi32(k)));
+        }
+        let v = _mm_srai_epi32(acc, PRECISION_BITS as i32);
+        let v = _mm_packus_epi16(_mm_packs_epi32(v, v), _mm_setzero_si128());
+        // SAFETY: xo * 3 + 4 <= w * 3 + 4 <= dst.len() (asserted above).
+        unsafe {
+            std::ptr::write_unaligned(
+                dst.as_mut_ptr().add(xo * 3) as *mut i32,
+                _mm_cvtsi128_si32(v),
+            )
+        };
+    }
+}
+
+#[inline(always)]
+fn resize_impl(src: &RgbImage, rect: Rect, out_w: usize, out_h: usize, win: Rect, out: &mut [u8]) {
     let sw = src.width() as usize;
     let data = src.as_raw();
-    assert!(rect.x + rect.w <= sw && rect.y + rect.h <= src.height() as usize);
-    assert!(rect.w > 0 && rect.h > 0 && out_w > 0 && out_h > 0);
-    assert_eq!(out.len(), out_w * out_h * 3);
     let stride = sw * 3;
     let need_h = out_w != rect.w;
     let need_v = out_h != rect.h;
     if !need_h && !need_v {
-        for y in 0..out_h {
-            let s = (rect.y + y) * stride + rect.x * 3;
-            out[y * out_w * 3..(y + 1) * out_w * 3].copy_from_slice(&data[s..s + out_w * 3]);
+        for y in 0..win.h {
+            let s = (rect.y + win.y + y) * stride + (rect.x + win.x) * 3;
+            out[y * win.w * 3..(y + 1) * win.w * 3].copy_from_slice(&data[s..s + win.w * 3]);
         }
         return;
     }
-    let cv = if need_v {
-        Some(precompute(rect.h, out_h))
-    } else {
-        None
-    };
-    // Rows of the rect that the vertical pass reads.
+    let cv = need_v.then(|| precompute(rect.h, out_h));
+    // Rows of the rect that the vertical pass reads for the window.
     let (row_first, row_last) = match &cv {
-        Some(c) => (c.start[0], c.start[out_h - 1] + c.count[out_h - 1]),
-        None => (0, rect.h),
+        Some(c) => {
+            let last = win.y + win.h - 1;
+            (c.start[win.y], c.start[last] + c.count[last])
+        }
+        None => (win.y, win.y + win.h),
     };
-    // Horizontal pass into a temporary of out_w x (row_last - row_first).
     let tmp_rows = row_last - row_first;
-    let mut tmp_store;
+    let line = win.w * 3;
+    let tmp_store;
     let (tmp, tmp_stride, tmp_x0): (&[u8], usize, usize) = if need_h {
         let ch = precompute(rect.w, out_w);
-        tmp_store = vec![0u8; out_w * 3 * tmp_rows];
-        let line = out_w * 3;
+        let mut t = vec![0u8; line * tmp_rows];
+        let cols_first = ch.start[win.x];
+        let cols_last = ch.start[win.x + win.w - 1] + ch.count[win.x + win.w - 1];
+        let ncols = cols_last - cols_first;
+        // Padded copies of one source row and one output row: the SIMD path moves pixels
+        // as 4-byte words.
+        let mut srow = vec![0u8; ncols * 3 + 4];
+        let mut drow = vec![0u8; line + 4];
         for r in 0..tmp_rows {
-            let srow = &data[(rect.y + row_first + r) * stride + rect.x * 3..][..rect.w * 3];
-            let drow = &mut tmp_store[r * line..(r + 1) * line];
-            horizontal_row(srow, drow, &ch);
+            let from = (rect.y + row_first + r) * stride + (rect.x + cols_first) * 3;
+            srow[..ncols * 3].copy_from_slice(&data[from..from + ncols * 3]);
+            horizontal_row(&srow, &mut drow, &ch, win.x, win.w, cols_first);
+            t[r * line..(r + 1) * line].copy_from_slice(&drow[..line]);
         }
         if !need_v {
-            out.copy_from_slice(&tmp_store);
+            out.copy_from_slice(&t);
             return;
         }
-        (&tmp_store[..], out_w * 3, 0)
+        tmp_store = t;
+        (&tmp_store[..], line, 0)
     } else {
         // Vertical only: read the source rows directly.
-        (&data[(rect.y + row_first) * stride..], stride, rect.x * 3)
+        (
+            &data[(rect.y + row_first) * stride..],
+            stride,
+            (rect.x + win.x) * 3,
+        )
     };
     let cv = cv.expect("vertical pass needed here");
-    let line = out_w * 3;
     let mut acc = vec![0i32; line];
-    for y in 0..out_h {
+    for yo in 0..win.h {
+        let y = win.y + yo;
         acc.fill(HALF);
         let ys = cv.start[y] - row_first;
         let taps = &cv.k[y * cv.ksize..y * cv.ksize + cv.count[y]];
@@ -140,28 +263,9 @@ pub fn resize_rect_into(src: &RgbImage, rect: Rect, out_w: usize, out_h: usize, 
                 *a += p as i32 * kj;
             }
         }
-        for (o, &a) in out[y * line..(y + 1) * line].iter_mut().zip(&acc) {
+        for (o, &a) in out[yo * line..(yo + 1) * line].iter_mut().zip(&acc) {
             *o = clip8(a);
         }
-    }
-}
-
-#[inline]
-fn horizontal_row(srow: &[u8], drow: &mut [u8], c: &Coeffs) {
-    for (xx, d) in drow.chunks_exact_mut(3).enumerate() {
-        let xmin = c.start[xx];
-        let n = c.count[xx];
-        let taps = &c.k[xx * c.ksize..xx * c.ksize + n];
-        let px = &srow[xmin * 3..(xmin + n) * 3];
-        let (mut r, mut g, mut b) = (HALF, HALF, HALF);
-        for (p, &k) in px.chunks_exact(3).zip(taps) {
-            r += p[0] as i32 * k;
-            g += p[1] as i32 * k;
-            b += p[2] as i32 * k;
-        }
-        d[0] = clip8(r);
-        d[1] = clip8(g);
-        d[2] = clip8(b);
     }
 }
 

@@ -16,7 +16,9 @@ use image::RgbImage;
 use rand::Rng;
 
 use super::randaug;
-use super::resize::{Rect, center_crop_offsets, resize_rect_into, shorter_side_size};
+use super::resize::{
+    Rect, center_crop_offsets, resize_rect_into, resize_rect_window_into, shorter_side_size,
+};
 use super::spec::Augment;
 
 /// Per-channel normalization: `(x / 255 - mean) / std`.
@@ -143,15 +145,25 @@ impl Pipeline {
             return img.clone();
         }
         let (rw, rh) = shorter_side_size(w, h, s);
-        // Resize the whole image, then crop: crop straight out of the resize by resizing
-        // the full image into a buffer of the resized size.
-        let mut resized = vec![0u8; rw * rh * 3];
-        resize_rect_into(img, Rect { x: 0, y: 0, w, h }, rw, rh, &mut resized);
+        // Only the center-crop window of the resized image is computed.
         let (top, left) = center_crop_offsets(rw, rh, s);
+        let win = Rect {
+            x: left,
+            y: top,
+            w: s.min(rw),
+            h: s.min(rh),
+        };
         let mut out = vec![0u8; s * s * 3];
-        for y in 0..s.min(rh) {
-            let src = &resized[((top + y) * rw + left) * 3..][..s.min(rw) * 3];
-            out[y * s * 3..y * s * 3 + src.len()].copy_from_slice(src);
+        if win.w == s && win.h == s {
+            resize_rect_window_into(img, Rect { x: 0, y: 0, w, h }, rw, rh, win, &mut out);
+        } else {
+            // Degenerate (resized image thinner than the crop): PIL pads with zeros.
+            let mut part = vec![0u8; win.w * win.h * 3];
+            resize_rect_window_into(img, Rect { x: 0, y: 0, w, h }, rw, rh, win, &mut part);
+            for y in 0..win.h {
+                out[y * s * 3..y * s * 3 + win.w * 3]
+                    .copy_from_slice(&part[y * win.w * 3..(y + 1) * win.w * 3]);
+            }
         }
         RgbImage::from_raw(s as u32, s as u32, out).expect("buffer size")
     }
