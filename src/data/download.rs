@@ -74,7 +74,18 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Streams `url` into `dest`, returning the MD5 of the bytes.
 fn fetch_to_file(url: &str, dest: &Path) -> Result<String> {
-    let resp = ureq::get(url)
+    // A loopback URL (tests, a local mirror) never goes through an environment proxy.
+    let loopback = ["http://127.", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|p| url.starts_with(p));
+    let mut cfg =
+        ureq::Agent::config_builder().timeout_connect(Some(std::time::Duration::from_secs(30)));
+    if loopback {
+        cfg = cfg.proxy(None);
+    }
+    let agent: ureq::Agent = cfg.build().into();
+    let resp = agent
+        .get(url)
         .call()
         .map_err(|e| anyhow!("cannot download {url}: {e}; check the network or the URL"))?;
     let mut reader = resp.into_body().into_reader();

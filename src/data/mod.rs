@@ -27,7 +27,7 @@ use anyhow::{Context, Result, bail};
 pub use ::image::RgbImage;
 pub use bench::{BenchFigure, bench_pipelines};
 pub use cifar::{CifarSource, CifarVariant};
-pub use cli::data_show_command;
+pub use cli::{data_show, data_show_command};
 pub use folder::ImageFolderSource;
 pub use loader::{Batch, Loader, LoaderConfig, LoaderPosition};
 pub use spec::{Augment, DatasetKind, DatasetSpec};
