@@ -220,7 +220,7 @@ fn image_folder_errors_are_clear() {
     let (img, label) = train.get(0).unwrap();
     assert_eq!((img.width(), img.height(), label), (12, 20, 0));
     assert_eq!(train.skipped(), 1);
-    assert_eq!(train.bad_files(), [bad.clone()]);
+    assert_eq!(train.bad_files(), std::slice::from_ref(&bad));
     let bad_list = train.verify();
     assert_eq!(bad_list.len(), 1);
     // The skip count reaches the opened data set and `data show`.

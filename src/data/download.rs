@@ -142,7 +142,7 @@ pub fn download_cifar(target: &Path, variant: CifarVariant, src: &DownloadSource
         );
     }
     let tmp = unique_sibling(target, "extract")?;
-    let mut tmp_guard = Cleanup(Some(tmp.clone()));
+    let tmp_guard = Cleanup(Some(tmp.clone()));
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let file = std::fs::File::open(&archive)
         .with_context(|| format!("cannot open {}", archive.display()))?;
@@ -173,7 +173,7 @@ pub fn download_cifar(target: &Path, variant: CifarVariant, src: &DownloadSource
             target.display()
         )
     })?;
-    // The rest of the temporary folder (now without the data) is removed by the guard.
-    drop(tmp_guard.0.take().map(|p| std::fs::remove_dir_all(p)));
+    // The rest of the temporary folder (now without the data) is removed by its guard.
+    drop(tmp_guard);
     Ok(())
 }

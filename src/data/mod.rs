@@ -179,6 +179,16 @@ fn cifar_dir(spec: &DatasetSpec, variant: CifarVariant) -> Result<std::path::Pat
     )
 }
 
+/// What `open` assembles for each kind.
+struct Parts {
+    train: Arc<dyn Source>,
+    val: Arc<dyn Source>,
+    class_names: Vec<String>,
+    description: String,
+    normalization: Normalization,
+    native_size: Option<(u32, u32)>,
+}
+
 fn limit(src: Arc<dyn Source>, n: Option<usize>, seed: u64, which: u64) -> Arc<dyn Source> {
     match n {
         Some(n) if n < src.len() => Arc::new(Subset::new(src, n, seed, which)),
@@ -189,15 +199,14 @@ fn limit(src: Arc<dyn Source>, n: Option<usize>, seed: u64, which: u64) -> Arc<d
 /// Opens the data set a spec describes.
 pub fn open(spec: &DatasetSpec) -> Result<OpenedDataset> {
     spec.validate()?;
-    let (train, val, class_names, description, normalization, native_size, skipped): (
-        Arc<dyn Source>,
-        Arc<dyn Source>,
-        Vec<String>,
-        String,
-        Normalization,
-        Option<(u32, u32)>,
-        usize,
-    ) = match spec.kind {
+    let Parts {
+        train,
+        val,
+        class_names,
+        description,
+        normalization,
+        native_size,
+    } = match spec.kind {
         DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
             let variant = if spec.kind == DatasetKind::Cifar10 {
                 CifarVariant::Cifar10
@@ -209,25 +218,23 @@ pub fn open(spec: &DatasetSpec) -> Result<OpenedDataset> {
             let dir = cifar_dir(spec, variant)?;
             let train = CifarSource::open_split(&dir, variant, true)?;
             let val = CifarSource::open_split(&dir, variant, false)?;
-            let norm = if spec.kind == DatasetKind::Cifar10 {
-                Normalization::CIFAR10
-            } else {
-                Normalization::CIFAR100
-            };
             let label = match variant {
                 CifarVariant::Cifar10 => "CIFAR-10",
                 CifarVariant::Cifar100 { coarse: true } => "CIFAR-100 (coarse labels)",
                 CifarVariant::Cifar100 { coarse: false } => "CIFAR-100",
             };
-            (
-                Arc::new(train),
-                Arc::new(val),
-                cifar::read_class_names(&dir, variant),
-                format!("{label} binary at {}", dir.display()),
-                norm,
-                Some((32, 32)),
-                0,
-            )
+            Parts {
+                train: Arc::new(train),
+                val: Arc::new(val),
+                class_names: cifar::read_class_names(&dir, variant),
+                description: format!("{label} binary at {}", dir.display()),
+                normalization: if spec.kind == DatasetKind::Cifar10 {
+                    Normalization::CIFAR10
+                } else {
+                    Normalization::CIFAR100
+                },
+                native_size: Some((32, 32)),
+            }
         }
         DatasetKind::ImageFolder => {
             let root = spec
@@ -235,40 +242,45 @@ pub fn open(spec: &DatasetSpec) -> Result<OpenedDataset> {
                 .as_deref()
                 .context("image folder spec needs a path")?;
             let (train, val, classes) = folder::open_image_folder(root, spec.skip_corrupt)?;
-            let desc = format!(
+            let description = format!(
                 "image folder {} (train: {}, val: {})",
                 root.display(),
                 train.split_dir().display(),
                 val.split_dir().display()
             );
-            (
-                Arc::new(train),
-                Arc::new(val),
-                classes,
-                desc,
-                Normalization::IMAGENET,
-                None,
-                0,
-            )
+            Parts {
+                train: Arc::new(train),
+                val: Arc::new(val),
+                class_names: classes,
+                description,
+                normalization: Normalization::IMAGENET,
+                native_size: None,
+            }
         }
         DatasetKind::Synthetic => {
             let classes = spec.classes.unwrap_or(10);
             let s = spec.image_size;
-            let train =
-                SyntheticSource::new(classes, s, spec.synthetic_train, spec.synthetic_seed, 0);
-            let val = SyntheticSource::new(classes, s, spec.synthetic_val, spec.synthetic_seed, 1);
-            (
-                Arc::new(train),
-                Arc::new(val),
-                (0..classes).map(|c| format!("class{c}")).collect(),
-                format!(
-                    "synthetic, {classes} classes, {s}x{s}, seed {}",
-                    spec.synthetic_seed
-                ),
-                Normalization::SYNTHETIC,
-                Some((s as u32, s as u32)),
-                0,
-            )
+            let seed = spec.synthetic_seed;
+            Parts {
+                train: Arc::new(SyntheticSource::new(
+                    classes,
+                    s,
+                    spec.synthetic_train,
+                    seed,
+                    0,
+                )),
+                val: Arc::new(SyntheticSource::new(
+                    classes,
+                    s,
+                    spec.synthetic_val,
+                    seed,
+                    1,
+                )),
+                class_names: (0..classes).map(|c| format!("class{c}")).collect(),
+                description: format!("synthetic, {classes} classes, {s}x{s}, seed {seed}"),
+                normalization: Normalization::SYNTHETIC,
+                native_size: Some((s as u32, s as u32)),
+            }
         }
     };
     let classes = class_names.len();
@@ -298,7 +310,7 @@ pub fn open(spec: &DatasetSpec) -> Result<OpenedDataset> {
         classes,
         class_names,
         description,
-        skipped,
+        skipped: 0,
         kind: spec.kind,
         image_size: spec.image_size,
         normalization,

@@ -173,10 +173,10 @@ unsafe fn horizontal_row_sse41(
         let n = c.count[xx];
         let taps = &c.k[xx * c.ksize..xx * c.ksize + n];
         let first = (c.start[xx] - col0) * 3;
-        assert!(first + n * 3 + 1 <= src.len());
+        assert!(first + n * 3 < src.len());
         let mut acc = _mm_set1_epi32(HALF);
         for (j, &k) in taps.iter().enumerate() {
-            // SAFETY: first + 3j + 4 <= first + 3n + 1 <= src.len() (asserted above).
+            // SAFETY: first + 3j + 4 <= first + 3n + 1 <= src.len() (asserted above; n >= j + 1).
             let word =
                 unsafe { std::ptr::read_unaligned(src.as_ptr().add(first + j * 3) as *const i32) };
             let px = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(word));
