@@ -286,6 +286,8 @@ fn batches_become_burn_tensors() {
     assert_eq!(ys, b.labels);
     let xs: Vec<f32> = x.into_data().to_vec().unwrap();
     assert!(xs == b.images);
+    let (x2, y2) = b.clone().into_tensors::<Flex>(&device);
+    assert_eq!((x2.dims(), y2.dims()), ([8, 3, 16, 16], [8]));
 }
 
 #[test]

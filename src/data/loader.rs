@@ -106,6 +106,21 @@ impl Batch {
         );
         (images, labels)
     }
+
+    /// Like [`Batch::to_tensors`], consuming the batch (no copy of the host buffers).
+    pub fn into_tensors<B: burn::tensor::backend::Backend>(
+        self,
+        device: &B::Device,
+    ) -> (
+        burn::tensor::Tensor<B, 4>,
+        burn::tensor::Tensor<B, 1, burn::tensor::Int>,
+    ) {
+        use burn::tensor::{Int, Tensor, TensorData};
+        let n = self.labels.len();
+        let images = Tensor::<B, 4>::from_data(TensorData::new(self.images, self.shape), device);
+        let labels = Tensor::<B, 1, Int>::from_data(TensorData::new(self.labels, [n]), device);
+        (images, labels)
+    }
 }
 
 /// Sample indices of each of this rank's batches in one epoch.
