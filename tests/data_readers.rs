@@ -387,3 +387,24 @@ fn cmyk_jpeg_becomes_rgb() {
     assert!(red[0] > 230 && red[1] < 30 && red[2] < 30, "{red:?}");
     assert!(cyan[0] < 30 && cyan[1] > 230 && cyan[2] > 230, "{cyan:?}");
 }
+
+#[test]
+fn data_verify_lists_unreadable_images() {
+    let dir = tempfile::tempdir().unwrap();
+    small_tree(dir.path());
+    let ok = data::data_verify_command(&format!("folder:{}", dir.path().display())).unwrap();
+    assert!(ok.contains("decoded 8 images, 0 unreadable"), "{ok}");
+    let bad = dir.path().join("val/b_class/2.JPEG");
+    std::fs::write(&bad, b"nope").unwrap();
+    let err = data::data_verify_command(&format!("folder:{}", dir.path().display()))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("1 unreadable") && err.contains(&bad.display().to_string()),
+        "{err}"
+    );
+    let ok = data::data_verify_command(&format!("folder:{},skip_corrupt", dir.path().display()))
+        .unwrap();
+    assert!(ok.contains("1 unreadable"), "{ok}");
+}

@@ -160,6 +160,15 @@ pub enum CifarVariant {
 }
 
 impl CifarVariant {
+    /// Human-readable name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            CifarVariant::Cifar10 => "CIFAR-10",
+            CifarVariant::Cifar100 { coarse: false } => "CIFAR-100",
+            CifarVariant::Cifar100 { coarse: true } => "CIFAR-100 (coarse labels)",
+        }
+    }
+
     pub fn label_bytes(self) -> usize {
         match self {
             CifarVariant::Cifar10 => 1,
@@ -251,11 +260,11 @@ impl CifarSource {
         let whole = bytes.len() / rec;
         if bytes.len() % rec != 0 {
             bail!(
-                "CIFAR file {} is truncated or not a {:?} file: {} bytes is not a whole number of \
+                "CIFAR file {} is truncated or not a {} file: {} bytes is not a whole number of \
                  {rec}-byte records; record {} at byte offset {} is incomplete ({} of {rec} bytes). \
                  Delete the folder and download or extract the archive again",
                 path.display(),
-                variant,
+                variant.name(),
                 bytes.len(),
                 whole,
                 whole * rec,
@@ -294,11 +303,11 @@ impl CifarSource {
             if bad {
                 bail!(
                     "CIFAR file {}: record {i} at byte offset {} has label byte(s) {:?}, out of \
-                     range for {:?}; the file is corrupt or of the other CIFAR variant",
+                     range for {}; the file is corrupt or of the other CIFAR variant",
                     path.display(),
                     i * rec,
                     &r[..variant.label_bytes()],
-                    variant
+                    variant.name()
                 );
             }
             self.labels.push(label);

@@ -27,7 +27,7 @@ use anyhow::{Context, Result, bail};
 pub use ::image::RgbImage;
 pub use bench::{BenchFigure, bench_pipelines};
 pub use cifar::{CifarSource, CifarVariant};
-pub use cli::{data_show, data_show_command};
+pub use cli::{data_bench_command, data_show, data_show_command, data_verify_command};
 pub use folder::ImageFolderSource;
 pub use loader::{Batch, Loader, LoaderConfig, LoaderPosition};
 pub use spec::{Augment, DatasetKind, DatasetSpec};
@@ -168,9 +168,9 @@ fn cifar_dir(spec: &DatasetSpec, variant: CifarVariant) -> Result<std::path::Pat
         );
     }
     bail!(
-        "no {:?} data at {}: expected {} and {} there or in {}/{}; set download: true (or \
+        "no {} data at {}: expected {} and {} there or in {}/{}; set download: true (or \
          add \",download\" on the command line) to fetch it into an empty folder",
-        variant,
+        variant.name(),
         path.display(),
         train_files[0],
         test_file,
