@@ -15,3 +15,4 @@ pub mod model;
 pub mod optim;
 pub mod profile;
 pub mod rundir;
+pub mod train;

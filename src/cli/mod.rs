@@ -29,6 +29,10 @@ pub struct Cli {
     /// Resume from this checkpoint file instead of the newest one (with --resume).
     #[arg(long, value_name = "FILE.ckpt", requires = "resume")]
     pub checkpoint: Option<PathBuf>,
+    /// Stop after this many iterations (checkpoint + `stopped` event, as on SIGINT); for
+    /// time-boxed runs and tests.
+    #[arg(long, value_name = "N", requires = "profile")]
+    pub stop_after: Option<u64>,
     /// Run id (folder name under the runs directory); default: <profile>-<UTC time>.
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
@@ -62,7 +66,20 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         Some(Command::Verify(args)) => verify::run(args),
         Some(Command::Bench(cmd)) => bench::run(cmd),
         None => match cli.profile {
-            Some(_) => anyhow::bail!("headless runs are not available in this build yet"),
+            Some(profile) => {
+                let outcome = crate::train::run(crate::train::RunOptions {
+                    profile,
+                    resume: cli.resume,
+                    checkpoint: cli.checkpoint,
+                    run_id: cli.run_id,
+                    runs_dir: cli.runs_dir,
+                    stop_after: cli.stop_after,
+                })?;
+                Ok(match outcome {
+                    crate::train::RunOutcome::Failed(_) => std::process::ExitCode::FAILURE,
+                    _ => std::process::ExitCode::SUCCESS,
+                })
+            }
             None => {
                 use clap::CommandFactory;
                 Cli::command().print_help()?;

@@ -2,5 +2,6 @@
 //! checkpoints) and writing safetensors with the official names.
 
 pub mod pth;
+pub mod safetensors;
 
 pub use pth::{ImportError, import_scales, load_state_dict, read_pth};

@@ -2,6 +2,7 @@
 //! hyper-parameters (`scales`). Loading is strict: unknown or missing fields are errors that
 //! name the file, line and column.
 
+pub mod run;
 pub mod scales;
 
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use ron::extensions::Extensions;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use run::{CheckpointPolicy, OptimizerKind, Recipe, RunKind, RunProfile};
 pub use scales::{BlockScales, ScalesProfile};
 
 /// A profile that could not be read or does not make sense.

@@ -1,0 +1,251 @@
+//! Run profiles: everything about one run (kind, model, data, recipe, devices, scales,
+//! checkpoint policy, seed). Strict RON: unknown fields and missing required fields are errors
+//! with file, line and column.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{ProfileError, load_ron, to_ron};
+use crate::data::{Augment, DatasetSpec};
+use crate::device::DeviceSpec;
+use crate::model::{ModelKind, Variant, variant};
+use crate::optim::IdentityInit;
+use crate::optim::schedule::{LrSchedule, scaled_lr};
+
+/// The four kinds of run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunKind {
+    /// Train the HS model (CSLA blocks with trainable scales) with plain SGD; its scales are
+    /// the RepOptimizer's hyper-parameters.
+    HyperSearch,
+    /// Train the plain RepOpt-VGG with the RepOptimizer (re-initialization + Grad Mult).
+    Target,
+    /// Train RepVGG (three branches) with plain SGD, then convert it to its deploy form.
+    Baseline,
+    /// Train the plain RepOpt-VGG with plain SGD (no re-initialization, no masks).
+    Ablation,
+}
+
+impl RunKind {
+    /// The `run_kind` written in `started` events.
+    pub fn event_name(&self) -> &'static str {
+        match self {
+            RunKind::HyperSearch => "hyper_search",
+            RunKind::Target => "target",
+            RunKind::Baseline => "baseline",
+            RunKind::Ablation => "ablation",
+        }
+    }
+
+    /// The model this kind of run trains.
+    pub fn model(&self) -> ModelKind {
+        match self {
+            RunKind::HyperSearch => ModelKind::Hs,
+            RunKind::Target | RunKind::Ablation => ModelKind::Target,
+            RunKind::Baseline => ModelKind::RepVgg,
+        }
+    }
+}
+
+/// The optimizer of the recipe.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum OptimizerKind {
+    /// SGD with momentum (PyTorch semantics, no dampening).
+    Sgd { momentum: f64, nesterov: bool },
+    /// AdamW (the RepOptimizer uses power-1 masks; exact only for positive scales).
+    AdamW { beta1: f64, beta2: f64, eps: f64 },
+}
+
+/// How the model is trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub epochs: u32,
+    /// Images per device per iteration.
+    pub batch_size: usize,
+    /// Base learning rate at total batch 256 (scaled linearly by total batch / 256).
+    pub lr: f64,
+    /// Apply the linear scaling rule (official: yes).
+    #[serde(default = "yes")]
+    pub lr_scaling: bool,
+    /// Linear warm-up from 0, in epochs.
+    #[serde(default)]
+    pub warmup_epochs: f64,
+    /// Where the cosine ends (official: 0).
+    #[serde(default)]
+    pub min_lr: f64,
+    pub optimizer: OptimizerKind,
+    pub weight_decay: f64,
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// Training augmentation preset.
+    pub augment: Augment,
+    /// Clip the global gradient norm (Hyper-Search only: clipping breaks the equivalence).
+    #[serde(default)]
+    pub grad_clip: Option<f64>,
+    /// Loader worker threads.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Evaluation batch size per device (default: the training batch size).
+    #[serde(default)]
+    pub eval_batch_size: Option<usize>,
+    /// Cap on iterations per epoch (CPU-sized runs); the schedule uses the capped count.
+    #[serde(default)]
+    pub max_iters_per_epoch: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_workers() -> usize {
+    2
+}
+
+/// When checkpoints are written and which are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointPolicy {
+    /// Also write a checkpoint every N minutes inside an epoch.
+    #[serde(default)]
+    pub every_minutes: Option<f64>,
+    /// How many of the newest checkpoints to keep (the best is kept apart).
+    #[serde(default = "default_keep")]
+    pub keep_last: usize,
+    /// Keep a copy of the checkpoint with the best validation top-1 as `ckpt/best.ckpt`.
+    #[serde(default = "yes")]
+    pub keep_best: bool,
+}
+
+fn default_keep() -> usize {
+    3
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        CheckpointPolicy { every_minutes: None, keep_last: default_keep(), keep_best: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunProfile {
+    pub kind: RunKind,
+    /// Model variant: A0 … L2, or the small T0 / T1.
+    pub variant: String,
+    pub data: DatasetSpec,
+    pub recipe: Recipe,
+    /// `Cpu`, or `Cuda(0)`, `Cuda(1)`, … (one replica per device, gradients averaged).
+    pub devices: Vec<DeviceSpec>,
+    /// Target runs: the scales profile, a path (`profiles/scales/b1.ron`) or `run:<profile
+    /// name or run id>` for the `scales.ron` of the newest such run in the runs directory.
+    #[serde(default)]
+    pub scales: Option<String>,
+    /// Target runs: what the identity branch contributes to the re-initialization.
+    #[serde(default)]
+    pub reinit_identity: IdentityInit,
+    #[serde(default)]
+    pub checkpoint: CheckpointPolicy,
+    #[serde(default)]
+    pub seed: u64,
+    /// Write a `step` event every N iterations.
+    #[serde(default = "default_log_every")]
+    pub log_every: u64,
+    /// Hyper-Search runs: also write the searched scales here (e.g. `profiles/scales/mine.ron`).
+    #[serde(default)]
+    pub export_scales: Option<PathBuf>,
+}
+
+fn default_log_every() -> u64 {
+    10
+}
+
+impl RunProfile {
+    /// Loads and validates a run profile.
+    pub fn load(path: &Path) -> Result<Self, ProfileError> {
+        let profile: RunProfile = load_ron(path)?;
+        profile.validate().map_err(|message| ProfileError::Invalid { path: path.to_path_buf(), message })?;
+        Ok(profile)
+    }
+
+    pub fn to_ron(&self) -> String {
+        to_ron(self)
+    }
+
+    pub fn variant(&self) -> Variant {
+        variant(&self.variant).expect("validated")
+    }
+
+    /// Checks what the types cannot: known variant, sensible numbers, fields that fit the kind.
+    pub fn validate(&self) -> Result<(), String> {
+        variant(&self.variant).map_err(|e| e.to_string())?;
+        let r = &self.recipe;
+        if r.epochs == 0 {
+            return Err("recipe.epochs must be at least 1".into());
+        }
+        if r.batch_size == 0 {
+            return Err("recipe.batch_size must be at least 1".into());
+        }
+        if !(r.lr > 0.0 && r.lr.is_finite()) {
+            return Err(format!("recipe.lr must be a positive number, not {}", r.lr));
+        }
+        if r.weight_decay < 0.0 {
+            return Err("recipe.weight_decay must not be negative".into());
+        }
+        if !(0.0..1.0).contains(&r.label_smoothing) {
+            return Err("recipe.label_smoothing must be in [0, 1)".into());
+        }
+        if r.warmup_epochs < 0.0 || r.warmup_epochs > r.epochs as f64 {
+            return Err("recipe.warmup_epochs must be between 0 and epochs".into());
+        }
+        if r.max_iters_per_epoch == Some(0) {
+            return Err("recipe.max_iters_per_epoch must be at least 1".into());
+        }
+        if self.devices.is_empty() {
+            return Err("devices must list at least one device (Cpu or Cuda(N))".into());
+        }
+        if self.log_every == 0 {
+            return Err("log_every must be at least 1".into());
+        }
+        match self.kind {
+            RunKind::Target => {
+                if self.scales.is_none() {
+                    return Err("a Target run needs `scales` (a scales profile, or run:<hs profile>)".into());
+                }
+                if r.grad_clip.is_some() {
+                    return Err("grad_clip is for HyperSearch runs only: clipping breaks the RepOptimizer's equivalence".into());
+                }
+            }
+            RunKind::HyperSearch => {}
+            RunKind::Baseline | RunKind::Ablation => {
+                if self.scales.is_some() {
+                    return Err(format!("`scales` is for Target runs; a {:?} run trains with plain SGD", self.kind));
+                }
+            }
+        }
+        if self.export_scales.is_some() && self.kind != RunKind::HyperSearch {
+            return Err("export_scales is for HyperSearch runs".into());
+        }
+        self.data.validate().map_err(|e| e.to_string())
+    }
+
+    /// Images per iteration over all devices.
+    pub fn total_batch(&self) -> usize {
+        self.recipe.batch_size * self.devices.len()
+    }
+
+    /// The learning-rate schedule for `iters_per_epoch` iterations per epoch.
+    pub fn schedule(&self, iters_per_epoch: u64) -> LrSchedule {
+        let r = &self.recipe;
+        let scale = |lr: f64| if r.lr_scaling { scaled_lr(lr, self.total_batch()) } else { lr };
+        LrSchedule {
+            base_lr: scale(r.lr),
+            warmup_iters: (r.warmup_epochs * iters_per_epoch as f64) as u64,
+            warmup_lr: 0.0,
+            total_iters: r.epochs as u64 * iters_per_epoch,
+            min_lr: scale(r.min_lr),
+        }
+    }
+}

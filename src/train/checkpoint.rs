@@ -1,0 +1,139 @@
+//! Checkpoints: model tensors, optimizer state and the training position in one file,
+//! `ckpt/e<epoch>-i<global iteration>.ckpt`. Layout: 8-byte magic, SHA-256 of the rest, then a
+//! safetensors payload (tensors `model.<name>` and `optim.<name>.<state>`, the position as JSON
+//! metadata). Written to a temporary name, synced, renamed: a crash or a full disk never leaves
+//! a half-written checkpoint under a checkpoint's name, and a truncated or bit-flipped file is
+//! detected by its checksum.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::TensorData;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::interop::safetensors::{from_bytes, to_bytes};
+use crate::profile::write_atomic;
+
+const MAGIC: &[u8; 8] = b"RPCKPT01";
+pub const BEST: &str = "best.ckpt";
+
+/// Where training stands: everything besides tensors that an exact resume needs. The data
+/// order and augmentation are pure functions of (seed, epoch, index), so the position and the
+/// seed are the whole RNG state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// The next iteration to run is `iter` of epoch `epoch` (0-based).
+    pub epoch: u32,
+    pub iter: u64,
+    /// Global iteration of that next step (the schedule position).
+    pub global_iter: u64,
+    pub iters_per_epoch: u64,
+    pub seed: u64,
+    pub run_kind: String,
+    pub variant: String,
+    pub classes: usize,
+    /// Best validation top-1 so far and the epoch it was reached.
+    pub best_top1: Option<f64>,
+    pub best_epoch: Option<u32>,
+    /// Training-loss and accuracy sums of the current epoch so far.
+    pub epoch_loss_sum: f64,
+    pub epoch_correct: u64,
+    pub epoch_seen: u64,
+    /// Seconds of training before this checkpoint (over all processes of the run).
+    pub elapsed_s: f64,
+}
+
+pub struct Checkpoint {
+    pub state: TrainState,
+    pub model: Vec<(String, TensorData)>,
+    pub optim: Vec<(String, TensorData)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} is corrupt ({why}); it was not used")]
+    Corrupt { path: PathBuf, why: String },
+}
+
+pub fn file_name(epoch: u32, global_iter: u64) -> String {
+    format!("e{epoch:04}-i{global_iter:09}.ckpt")
+}
+
+/// Serializes and writes atomically.
+pub fn write(path: &Path, ckpt: &Checkpoint) -> Result<(), String> {
+    let mut tensors: Vec<(String, TensorData)> = ckpt.model.iter().map(|(n, d)| (format!("model.{n}"), d.clone())).collect();
+    tensors.extend(ckpt.optim.iter().map(|(n, d)| (format!("optim.{n}"), d.clone())));
+    let mut meta = HashMap::new();
+    meta.insert("state".to_string(), serde_json::to_string(&ckpt.state).map_err(|e| e.to_string())?);
+    let payload = to_bytes(&tensors, meta)?;
+    let mut bytes = Vec::with_capacity(payload.len() + 40);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&Sha256::digest(&payload));
+    bytes.extend_from_slice(&payload);
+    write_atomic(path, &bytes).map_err(|e| format!("cannot write checkpoint {}: {e}", path.display()))
+}
+
+/// Reads and verifies a checkpoint.
+pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })?;
+    let corrupt = |why: String| CheckpointError::Corrupt { path: path.to_path_buf(), why };
+    if bytes.len() < 40 || &bytes[..8] != MAGIC {
+        return Err(corrupt(format!("not a repopt-tui checkpoint or truncated ({} bytes)", bytes.len())));
+    }
+    let (hash, payload) = (&bytes[8..40], &bytes[40..]);
+    if Sha256::digest(payload).as_slice() != hash {
+        return Err(corrupt("checksum mismatch: truncated or modified".into()));
+    }
+    let (meta, tensors) = from_bytes(payload).map_err(corrupt)?;
+    let state = meta.get("state").ok_or_else(|| corrupt("no training state".into()))?;
+    let state: TrainState = serde_json::from_str(state).map_err(|e| corrupt(format!("training state: {e}")))?;
+    let (mut model, mut optim) = (Vec::new(), Vec::new());
+    for (name, data) in tensors {
+        if let Some(n) = name.strip_prefix("model.") {
+            model.push((n.to_string(), data));
+        } else if let Some(n) = name.strip_prefix("optim.") {
+            optim.push((n.to_string(), data));
+        }
+    }
+    Ok(Checkpoint { state, model, optim })
+}
+
+/// The numbered checkpoints of a run directory's `ckpt/`, oldest first (`best.ckpt` excluded).
+pub fn list(ckpt_dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(ckpt_dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    name.starts_with('e') && name.ends_with(".ckpt")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// The newest checkpoint that reads back and verifies, with what was rejected on the way.
+pub fn newest_valid(ckpt_dir: &Path) -> (Option<(PathBuf, Checkpoint)>, Vec<CheckpointError>) {
+    let mut rejected = Vec::new();
+    for path in list(ckpt_dir).into_iter().rev() {
+        match read(&path) {
+            Ok(c) => return (Some((path, c)), rejected),
+            Err(e) => rejected.push(e),
+        }
+    }
+    (None, rejected)
+}
+
+/// Deletes all but the newest `keep` numbered checkpoints.
+pub fn prune(ckpt_dir: &Path, keep: usize) {
+    let files = list(ckpt_dir);
+    let excess = files.len().saturating_sub(keep.max(1));
+    for old in &files[..excess] {
+        let _ = std::fs::remove_file(old);
+    }
+}

@@ -1,0 +1,112 @@
+//! What each kind of model adds to the common loop: the HS model's scales (events, `scales.ron`),
+//! RepVGG's deploy conversion at the end.
+
+use std::path::Path;
+
+use anyhow::Context;
+use burn::module::AutodiffModule;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+
+use crate::model::fuse::to_deploy;
+use crate::model::params::named_tensors;
+use crate::model::{Classifier, HsNet, RepVggNet, TargetNet};
+use crate::profile::{BlockScales, ScalesProfile};
+use crate::rundir::events::{Histogram, LayerScales, ScaleStats, ScalesEvent};
+
+/// Per-kind behaviour of a model the training loop trains.
+pub trait TrainModel<B: AutodiffBackend>:
+    AutodiffModule<B, InnerModule: Classifier<B::InnerBackend>> + Classifier<B> + Clone
+{
+    /// HS models: the scales now, in the scales-profile format.
+    fn scales(&self, _variant: &str, _source: &str) -> Option<ScalesProfile> {
+        None
+    }
+    /// Extra files at the end of a run (RepVGG: the deploy-converted model).
+    fn finish(&self, _run_dir: &Path) -> anyhow::Result<Vec<String>> {
+        Ok(vec![])
+    }
+}
+
+impl<B: AutodiffBackend> TrainModel<B> for TargetNet<B> {}
+
+impl<B: AutodiffBackend> TrainModel<B> for HsNet<B> {
+    fn scales(&self, variant: &str, source: &str) -> Option<ScalesProfile> {
+        let host = |t: burn::tensor::Tensor<B, 1>| -> Vec<f32> { t.into_data().convert::<f32>().to_vec().expect("f32") };
+        let plan = crate::model::variant(variant).ok()?.plan();
+        let blocks = self
+            .blocks()
+            .zip(plan)
+            .map(|(b, p)| BlockScales {
+                name: p.name,
+                s: host(b.scale_conv.weight.val()),
+                t: host(b.scale_1x1.weight.val()),
+                u: b.scale_identity.as_ref().map(|l| host(l.weight.val())),
+            })
+            .collect();
+        Some(ScalesProfile { variant: variant.to_string(), source: source.to_string(), blocks })
+    }
+}
+
+impl<B: AutodiffBackend> TrainModel<B> for RepVggNet<B> {
+    fn finish(&self, run_dir: &Path) -> anyhow::Result<Vec<String>> {
+        let deploy = to_deploy(self.valid());
+        let path = run_dir.join("deploy.safetensors");
+        save_safetensors::<B::InnerBackend, _>(&deploy, &path, "repvgg-deploy")?;
+        Ok(vec!["deploy.safetensors".into()])
+    }
+}
+
+/// Writes a model's tensors with the official PyTorch names as safetensors.
+pub fn save_safetensors<B: Backend, M: burn::module::Module<B>>(model: &M, path: &Path, kind: &str) -> anyhow::Result<()> {
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    meta.insert("model".to_string(), kind.to_string());
+    let bytes = crate::interop::safetensors::to_bytes(&named_tensors::<B, M>(model), meta).map_err(anyhow::Error::msg)?;
+    crate::profile::write_atomic(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Summary and histogram (`bins` equal bins over [min, max]) of one scale vector.
+pub fn scale_stats(v: &[f32], bins: usize) -> ScaleStats {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let std = (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let min = v.iter().fold(f64::INFINITY, |m, &x| m.min(x as f64));
+    let max = v.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+    let (lo, hi) = if max > min { (min, max) } else { (min - 0.5, min + 0.5) };
+    let mut counts = vec![0u32; bins];
+    for &x in v {
+        let i = (((x as f64 - lo) / (hi - lo)) * bins as f64) as usize;
+        counts[i.min(bins - 1)] += 1;
+    }
+    ScaleStats { mean, std, min, max, negative: v.iter().filter(|&&x| x < 0.0).count(), hist: Histogram { lo, hi, counts } }
+}
+
+/// The `scales` event of an HS model's current scales.
+pub fn scales_event(profile: &ScalesProfile, epoch: u32) -> ScalesEvent {
+    ScalesEvent {
+        epoch,
+        layers: profile
+            .blocks
+            .iter()
+            .map(|b| LayerScales {
+                name: b.name.clone(),
+                s: scale_stats(&b.s, 24),
+                t: scale_stats(&b.t, 24),
+                u: b.u.as_deref().map(|u| scale_stats(u, 24)),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_by_hand() {
+        let s = scale_stats(&[0.0, 0.5, 1.0, -1.0], 4);
+        assert_eq!((s.min, s.max, s.negative), (-1.0, 1.0, 1));
+        assert_eq!(s.hist.counts, vec![1, 0, 1, 2]);
+        assert!((s.mean - 0.125).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,263 @@
+//! Runs: the headless `--profile` job. Sets up the run directory (lock, frozen profile, events),
+//! resolves scales and data, builds the model of the run kind, and hands over to the loop.
+
+pub mod checkpoint;
+pub mod hooks;
+pub mod replicas;
+pub mod trainer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use anyhow::{Context, bail};
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::device::{BackendTask, dispatch};
+use crate::model::{HsNet, RepVggNet, TargetNet};
+use crate::optim::{GradMults, OptimizerConfig, RepOptimizer, UpdateRule, reinitialize};
+use crate::profile::{OptimizerKind, RunKind, RunProfile, ScalesProfile};
+use crate::rundir::events::{EventBody, Failed};
+use crate::rundir::{CKPT_DIR, EVENTS_FILE, EventWriter, PROFILE_FILE, RunLock, SCALES_FILE};
+pub use trainer::{RunCtx, RunOutcome};
+
+/// What the command line says about a run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub profile: PathBuf,
+    pub resume: bool,
+    pub checkpoint: Option<PathBuf>,
+    pub run_id: Option<String>,
+    pub runs_dir: PathBuf,
+    pub stop_after: Option<u64>,
+}
+
+/// `YYYYmmdd-HHMMSS` in UTC.
+pub fn utc_stamp(unix: u64) -> String {
+    let (days, secs) = ((unix / 86_400) as i64, unix % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", secs / 3600, (secs % 3600) / 60, secs % 60)
+}
+
+fn profile_stem(path: &Path) -> String {
+    path.file_stem().and_then(|s| s.to_str()).unwrap_or("run").to_string()
+}
+
+/// The run directory a profile path is frozen in, if it is one (`checkpoints/<id>/profile.ron`).
+fn run_dir_of(profile: &Path) -> Option<PathBuf> {
+    let dir = profile.parent()?;
+    (profile.file_name()? == PROFILE_FILE && dir.join(EVENTS_FILE).exists()).then(|| dir.to_path_buf())
+}
+
+/// The newest run directory under `runs_dir` for a profile stem or run id, optionally one that
+/// has `file` in it.
+pub fn newest_run(runs_dir: &Path, name: &str, file: Option<&str>) -> Option<PathBuf> {
+    let exact = runs_dir.join(name);
+    if exact.join(EVENTS_FILE).exists() && file.is_none_or(|f| exact.join(f).exists()) {
+        return Some(exact);
+    }
+    let prefix = format!("{name}-");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs_dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.strip_prefix(&prefix).is_some_and(|rest| rest.len() == 15 && rest.as_bytes()[8] == b'-')
+            }) && file.is_none_or(|f| p.join(f).exists())
+        })
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+/// Resolves the profile's `scales`: a file, or `run:<name>` for the newest such run's scales.
+fn resolve_scales(spec: &str, runs_dir: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(name) = spec.strip_prefix("run:") {
+        return newest_run(runs_dir, name, Some(SCALES_FILE)).map(|d| d.join(SCALES_FILE)).with_context(|| {
+            format!(
+                "scales: \"{spec}\": no run of '{name}' with a {SCALES_FILE} under {}: run the Hyper-Search first \
+                 (repopt-tui --profile profiles/{name}.ron) or point scales at a scales profile",
+                runs_dir.display()
+            )
+        });
+    }
+    let path = PathBuf::from(spec);
+    if !path.exists() {
+        bail!("scales: {} does not exist (import one with `repopt-tui scales import`, or use run:<hs profile>)", path.display());
+    }
+    Ok(path)
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Starts or resumes the run of `opts.profile` in the foreground.
+pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
+    std::fs::create_dir_all(&opts.runs_dir).with_context(|| format!("cannot create {}", opts.runs_dir.display()))?;
+    let (dir, run_id, profile, resume) = if opts.resume {
+        let dir = match (&opts.run_id, run_dir_of(&opts.profile)) {
+            (Some(id), _) => opts.runs_dir.join(id),
+            (None, Some(dir)) => dir,
+            (None, None) => {
+                let stem = profile_stem(&opts.profile);
+                newest_run(&opts.runs_dir, &stem, Some(CKPT_DIR))
+                    .with_context(|| format!("--resume: no run of '{stem}' under {}", opts.runs_dir.display()))?
+            }
+        };
+        let frozen = dir.join(PROFILE_FILE);
+        let profile = RunProfile::load(&frozen).with_context(|| format!("--resume: {} has no usable frozen profile", dir.display()))?;
+        let resume = match &opts.checkpoint {
+            Some(path) => {
+                let c = checkpoint::read(path)?;
+                (path.clone(), c)
+            }
+            None => {
+                let (found, rejected) = checkpoint::newest_valid(&dir.join(CKPT_DIR));
+                for r in &rejected {
+                    eprintln!("warning: {r}; trying an older checkpoint");
+                }
+                found.with_context(|| {
+                    format!("--resume: no valid checkpoint in {}: start the run again without --resume", dir.join(CKPT_DIR).display())
+                })?
+            }
+        };
+        let id = dir.file_name().and_then(|n| n.to_str()).unwrap_or("run").to_string();
+        (dir, id, profile, Some(resume))
+    } else {
+        let mut profile = RunProfile::load(&opts.profile)?;
+        let id = opts.run_id.clone().unwrap_or_else(|| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            format!("{}-{}", profile_stem(&opts.profile), utc_stamp(now))
+        });
+        let dir = opts.runs_dir.join(&id);
+        if dir.join(EVENTS_FILE).exists() {
+            bail!("run directory {} already holds a run: continue it with --resume, or choose another --run-id", dir.display());
+        }
+        // Freeze the resolved profile: absolute paths, scales resolved to a file.
+        if let Some(spec) = profile.scales.clone() {
+            profile.scales = Some(absolute(&resolve_scales(&spec, &opts.runs_dir)?).display().to_string());
+        }
+        if let Some(p) = &profile.data.path {
+            profile.data.path = Some(absolute(p));
+        }
+        (dir, id, profile, None)
+    };
+
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the run directory {}", dir.display()))?;
+    let _lock = RunLock::acquire(&dir)?;
+    if resume.is_none() {
+        crate::profile::write_atomic(&dir.join(PROFILE_FILE), profile.to_ron().as_bytes())
+            .with_context(|| format!("cannot write {}", dir.join(PROFILE_FILE).display()))?;
+    }
+    let mut events = EventWriter::open(&dir).with_context(|| format!("cannot open {}", dir.join(EVENTS_FILE).display()))?;
+
+    // From here on, failures are recorded in the run directory too.
+    let fail = |events: &mut EventWriter, e: anyhow::Error| -> anyhow::Error {
+        let _ = events.emit(EventBody::Failed(Failed { message: format!("{e:#}") }));
+        e
+    };
+    let data = match crate::data::open(&profile.data) {
+        Ok(d) => d,
+        Err(e) => return Err(fail(&mut events, e)),
+    };
+    let scales = match (&profile.scales, profile.kind) {
+        (Some(path), RunKind::Target) => match ScalesProfile::load_for(Path::new(path), &profile.variant()) {
+            Ok(s) => Some(s),
+            Err(e) => return Err(fail(&mut events, e.into())),
+        },
+        _ => None,
+    };
+    let stop = Arc::new(AtomicUsize::new(0));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_usize(signal, stop.clone(), signal as usize).context("cannot install the signal handlers")?;
+    }
+    let devices = profile.devices.clone();
+    let mut ctx = RunCtx {
+        profile,
+        run_id,
+        dir,
+        events,
+        data,
+        resume,
+        scales,
+        stop,
+        stop_after: opts.stop_after,
+        profile_path: absolute(&opts.profile),
+    };
+    match dispatch(&devices, TrainTask(&mut ctx)) {
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(e)) | Err(e) => Err(fail(&mut ctx.events, e)),
+    }
+}
+
+struct TrainTask<'a>(&'a mut RunCtx);
+
+impl BackendTask for TrainTask<'_> {
+    type Output = anyhow::Result<RunOutcome>;
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
+        let ctx = self.0;
+        let p = ctx.profile.clone();
+        let v = p.variant();
+        let classes = ctx.data.classes;
+        let rule = match p.recipe.optimizer {
+            OptimizerKind::Sgd { momentum, nesterov } => UpdateRule::Sgd { momentum, nesterov },
+            OptimizerKind::AdamW { beta1, beta2, eps } => UpdateRule::AdamW { beta1, beta2, eps },
+        };
+        let mut cfg = OptimizerConfig::new(rule, p.recipe.weight_decay);
+        cfg.grad_clip_norm = p.recipe.grad_clip;
+        let main = &devices[0];
+        match p.kind {
+            RunKind::HyperSearch => {
+                let model = HsNet::<B>::init(&v, classes, p.seed, main);
+                trainer::train(ctx, &devices, model, RepOptimizer::plain(cfg), |d| HsNet::init(&v, classes, p.seed, d))
+            }
+            RunKind::Target => {
+                let scales = ctx.scales.clone().context("a Target run needs scales")?;
+                if let UpdateRule::AdamW { .. } = rule
+                    && scales.negative_count() > 0
+                {
+                    eprintln!(
+                        "warning: the scales have {} negative values: the AdamW RepOptimizer is exactly equivalent only for positive scales",
+                        scales.negative_count()
+                    );
+                }
+                let mut model = TargetNet::<B>::init(&v, classes, p.seed, main);
+                if ctx.resume.is_none() {
+                    model = reinitialize(model, &v, &scales, p.reinit_identity, p.seed);
+                }
+                let masks = GradMults::from_scales(&scales, &v, rule.mask_power(), main);
+                trainer::train(ctx, &devices, model, RepOptimizer::new(cfg, masks), |d| TargetNet::init(&v, classes, p.seed, d))
+            }
+            RunKind::Baseline => {
+                let model = RepVggNet::<B>::init(&v, classes, p.seed, main);
+                trainer::train(ctx, &devices, model, RepOptimizer::plain(cfg), |d| RepVggNet::init(&v, classes, p.seed, d))
+            }
+            RunKind::Ablation => {
+                let model = TargetNet::<B>::init(&v, classes, p.seed, main);
+                trainer::train(ctx, &devices, model, RepOptimizer::plain(cfg), |d| TargetNet::init(&v, classes, p.seed, d))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(0), "19700101-000000");
+        assert_eq!(utc_stamp(1_795_860_000), "20261128-100000");
+        assert_eq!(utc_stamp(951_782_400), "20000229-000000");
+    }
+}

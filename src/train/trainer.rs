@@ -1,0 +1,456 @@
+//! The training loop shared by every run kind: data, schedule, steps on one or several devices,
+//! evaluation, events, checkpoints, stop requests.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::optim::GradientsParams;
+use burn::tensor::backend::AutodiffBackend;
+
+use super::checkpoint::{self, Checkpoint, TrainState};
+use super::hooks::{TrainModel, scales_event};
+use super::replicas::{Replica, average_grads, param_ids};
+use crate::data::{Loader, LoaderConfig, OpenedDataset};
+use crate::model::loss::{correct_top_k, cross_entropy};
+use crate::model::params::{load_named, named_tensors};
+use crate::optim::RepOptimizer;
+use crate::profile::{RunProfile, ScalesProfile};
+use crate::rundir::events::{self, EventBody};
+use crate::rundir::{CKPT_DIR, EventWriter, SCALES_FILE};
+
+/// How a run process ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunOutcome {
+    Finished,
+    Stopped,
+    Failed(String),
+}
+
+/// Everything the loop needs besides the model.
+pub struct RunCtx {
+    pub profile: RunProfile,
+    pub run_id: String,
+    pub dir: PathBuf,
+    pub events: EventWriter,
+    pub data: OpenedDataset,
+    pub resume: Option<(PathBuf, Checkpoint)>,
+    pub scales: Option<ScalesProfile>,
+    /// Set to the signal number by the SIGINT/SIGTERM handlers.
+    pub stop: Arc<AtomicUsize>,
+    /// Stop (checkpoint + `stopped`) after this many iterations of this process.
+    pub stop_after: Option<u64>,
+    pub profile_path: PathBuf,
+}
+
+impl RunCtx {
+    fn emit(&mut self, body: EventBody) {
+        if let Err(e) = self.events.emit(body) {
+            eprintln!("warning: cannot append to {}: {e}", self.events.path().display());
+        }
+    }
+
+    fn say(&self, line: &str) {
+        println!("[{}] {line}", self.run_id);
+    }
+}
+
+fn fmt_duration(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// Trains `model` as the profile says. `replica` builds a fresh model on another device.
+pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
+    ctx: &mut RunCtx,
+    devices: &[B::Device],
+    mut model: M,
+    mut opt: RepOptimizer<B::InnerBackend>,
+    replica: impl Fn(&B::Device) -> M,
+) -> anyhow::Result<RunOutcome> {
+    let profile = ctx.profile.clone();
+    let recipe = &profile.recipe;
+    let main_device = devices[0].clone();
+    let world = devices.len();
+
+    let train_pipeline = ctx.data.pipeline(recipe.augment, true);
+    let loaders: Vec<Loader> = (0..world)
+        .map(|rank| {
+            let cfg = LoaderConfig { rank, world_size: world, ..LoaderConfig::train(recipe.batch_size, profile.seed, recipe.workers) };
+            Loader::new(ctx.data.train.clone(), train_pipeline.clone(), cfg)
+        })
+        .collect();
+    let mut ipe = loaders[0].iters_per_epoch();
+    if let Some(cap) = recipe.max_iters_per_epoch {
+        ipe = ipe.min(cap);
+    }
+    if ipe == 0 {
+        anyhow::bail!(
+            "the training split has {} images, fewer than one batch of {} × {} devices: lower batch_size or use more data",
+            ctx.data.train.len(),
+            recipe.batch_size,
+            world
+        );
+    }
+    let eval_bs = recipe.eval_batch_size.unwrap_or(recipe.batch_size);
+    let val_loader = Loader::new(ctx.data.val.clone(), ctx.data.pipeline(recipe.augment, false), LoaderConfig::eval(eval_bs, recipe.workers));
+    let schedule = profile.schedule(ipe);
+    let variant = profile.variant();
+
+    let mut state = TrainState {
+        epoch: 0,
+        iter: 0,
+        global_iter: 0,
+        iters_per_epoch: ipe,
+        seed: profile.seed,
+        run_kind: profile.kind.event_name().into(),
+        variant: variant.name.into(),
+        classes: ctx.data.classes,
+        best_top1: None,
+        best_epoch: None,
+        epoch_loss_sum: 0.0,
+        epoch_correct: 0,
+        epoch_seen: 0,
+        elapsed_s: 0.0,
+    };
+    let mut resumed_from = None;
+    if let Some((path, ckpt)) = ctx.resume.take() {
+        if ckpt.state.iters_per_epoch != ipe || ckpt.state.variant != state.variant || ckpt.state.run_kind != state.run_kind {
+            anyhow::bail!(
+                "{} was written by a different run ({} {} with {} iterations per epoch; this profile gives {} {} with {ipe})",
+                path.display(),
+                ckpt.state.run_kind,
+                ckpt.state.variant,
+                ckpt.state.iters_per_epoch,
+                state.run_kind,
+                state.variant
+            );
+        }
+        let tensors = ckpt.model.into_iter().collect();
+        model = load_named(model, tensors, &main_device).map_err(|errors| {
+            anyhow::anyhow!("{} does not fit the model:\n{}", path.display(), crate::model::params::describe_load_errors(&errors, 8))
+        })?;
+        opt.load_state_tensors(ckpt.optim, &main_device).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        state = ckpt.state;
+        resumed_from = Some(path.strip_prefix(&ctx.dir).unwrap_or(&path).display().to_string());
+    }
+
+    let mut replicas: Vec<Replica<B, M>> = devices[1..].iter().map(|d| Replica::new(replica(d), d.clone())).collect();
+    let main_ids = if replicas.is_empty() { Default::default() } else { param_ids::<B, M>(&model) };
+
+    let total_iters = profile.recipe.epochs as u64 * ipe;
+    ctx.emit(EventBody::Started(events::Started {
+        run_id: ctx.run_id.clone(),
+        run_kind: profile.kind.event_name().into(),
+        variant: variant.name.into(),
+        dataset: ctx.data.description.clone(),
+        epochs: profile.recipe.epochs,
+        iters_per_epoch: ipe,
+        batch_size: recipe.batch_size,
+        devices: profile.devices.iter().map(|d| d.to_string()).collect(),
+        pid: std::process::id(),
+        resumed_from: resumed_from.clone(),
+        profile_path: Some(ctx.profile_path.display().to_string()),
+    }));
+    ctx.say(&format!(
+        "{} {} on {} | {} | {} epochs × {} iterations of {} × {} images | lr {:.4} | {}",
+        profile.kind.event_name(),
+        variant.name,
+        profile.devices.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","),
+        ctx.data.description,
+        profile.recipe.epochs,
+        ipe,
+        recipe.batch_size,
+        world,
+        schedule.base_lr,
+        match &resumed_from {
+            Some(p) => format!("resumed from {p} at epoch {} iteration {}", state.epoch + 1, state.iter),
+            None => format!("run directory {}", ctx.dir.display()),
+        }
+    ));
+
+    let process_start = Instant::now();
+    let elapsed_before = state.elapsed_s;
+    let mut gpu = crate::gpu::GpuSampler::new();
+    let mut last_gpu = Instant::now() - std::time::Duration::from_secs(3600);
+    let mut last_ckpt = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut steps_this_process = 0u64;
+    let (mut win_loss, mut win_correct, mut win_seen, mut win_start) = (0.0f64, 0u64, 0u64, Instant::now());
+
+    while state.epoch < profile.recipe.epochs {
+        let epoch = state.epoch;
+        let epoch_start = Instant::now();
+        let mut iters: Vec<_> = loaders.iter().map(|l| l.epoch(epoch as u64, state.iter)).collect();
+        while state.iter < ipe {
+            let signal = ctx.stop.load(Ordering::SeqCst);
+            if signal != 0 {
+                let reason = if signal == libc::SIGTERM as usize { "SIGTERM" } else { "SIGINT" };
+                return stop(ctx, &model, &opt, &mut state, elapsed_before + process_start.elapsed().as_secs_f64(), reason);
+            }
+            let lr = schedule.lr_for_iteration(state.global_iter);
+            let mut shards = Vec::with_capacity(world);
+            for it in iters.iter_mut() {
+                let batch = it.next().context("the data loader ended early")??;
+                shards.push(batch);
+            }
+            let images: usize = shards.iter().map(|b| b.len()).sum();
+
+            // Forward and backward per device; gradients averaged on the main device.
+            let (mut loss_sum, mut correct) = (0.0f64, 0u64);
+            let mut grad_sets = Vec::with_capacity(world);
+            for (r, batch) in shards.into_iter().enumerate() {
+                let labels = batch.labels.clone();
+                let (device, m) = if r == 0 {
+                    (&main_device, &model)
+                } else {
+                    replicas[r - 1].sync_from(&model);
+                    (&replicas[r - 1].device, &replicas[r - 1].model)
+                };
+                let (x, y) = batch.into_tensors::<B>(device);
+                let logits = m.logits(x, true);
+                let loss = cross_entropy(logits.clone(), y, recipe.label_smoothing);
+                let grads = GradientsParams::from_grads(loss.backward(), m);
+                let host: Vec<f32> = logits.inner().into_data().convert::<f32>().to_vec().expect("f32");
+                correct += correct_top_k(&host, ctx.data.classes, &labels, 1) as u64;
+                loss_sum += loss.into_scalar().elem_f64() * labels.len() as f64;
+                grad_sets.push(if r == 0 { grads } else { replicas[r - 1].grads_for_main(grads, &main_ids, &main_device) });
+            }
+            let grads = if world == 1 { grad_sets.pop().expect("one set") } else { average_grads::<B, M>(&model, grad_sets) };
+            let loss = loss_sum / images as f64;
+            if !loss.is_finite() {
+                let last = checkpoint::list(&ctx.dir.join(CKPT_DIR)).pop().map(|p| p.display().to_string());
+                let message = format!(
+                    "the loss became {loss} at epoch {} iteration {} (lr {lr:.5}); stopped without checkpointing. Last good checkpoint: {}. \
+                     Lower the learning rate or enable grad_clip (HS runs), then resume.",
+                    epoch + 1,
+                    state.iter,
+                    last.as_deref().unwrap_or("none")
+                );
+                ctx.emit(EventBody::Failed(events::Failed { message: message.clone() }));
+                ctx.say(&format!("FAILED: {message}"));
+                return Ok(RunOutcome::Failed(message));
+            }
+            model = opt.step(model, grads, lr).0;
+
+            state.iter += 1;
+            state.global_iter += 1;
+            state.epoch_loss_sum += loss_sum;
+            state.epoch_correct += correct;
+            state.epoch_seen += images as u64;
+            steps_this_process += 1;
+            win_loss += loss_sum;
+            win_correct += correct;
+            win_seen += images as u64;
+
+            if state.iter % profile.log_every == 0 || state.iter == ipe {
+                let secs = win_start.elapsed().as_secs_f64().max(1e-9);
+                let ips = win_seen as f64 / secs;
+                let done = state.global_iter as f64;
+                let rate = steps_this_process as f64 / process_start.elapsed().as_secs_f64().max(1e-9);
+                let eta = (total_iters as f64 - done) / rate.max(1e-9);
+                ctx.emit(EventBody::Step(events::Step {
+                    epoch,
+                    iter: state.iter - 1,
+                    global_iter: state.global_iter - 1,
+                    loss: win_loss / win_seen.max(1) as f64,
+                    lr,
+                    images_per_s: ips,
+                    top1: Some(100.0 * win_correct as f64 / win_seen.max(1) as f64),
+                    eta_s: Some(eta),
+                }));
+                if last_progress.elapsed().as_secs_f64() >= 5.0 {
+                    ctx.say(&format!(
+                        "epoch {}/{} iter {}/{} loss {:.4} lr {:.5} {:.1} img/s eta {}",
+                        epoch + 1,
+                        profile.recipe.epochs,
+                        state.iter,
+                        ipe,
+                        win_loss / win_seen.max(1) as f64,
+                        lr,
+                        ips,
+                        fmt_duration(eta)
+                    ));
+                    last_progress = Instant::now();
+                }
+                (win_loss, win_correct, win_seen, win_start) = (0.0, 0, 0, Instant::now());
+            }
+            if gpu.status().is_available() && last_gpu.elapsed().as_secs() >= 10 {
+                if let Some(sample) = gpu.sample_event(std::process::id()) {
+                    ctx.emit(EventBody::Gpu(sample));
+                }
+                last_gpu = Instant::now();
+            }
+            if let Some(minutes) = profile.checkpoint.every_minutes
+                && state.iter < ipe
+                && last_ckpt.elapsed().as_secs_f64() >= minutes * 60.0
+            {
+                state.elapsed_s = elapsed_before + process_start.elapsed().as_secs_f64();
+                save(ctx, &model, &opt, &state, false);
+                last_ckpt = Instant::now();
+            }
+            if ctx.stop_after.is_some_and(|n| steps_this_process >= n) && state.iter < ipe {
+                return stop(ctx, &model, &opt, &mut state, elapsed_before + process_start.elapsed().as_secs_f64(), "stop-after");
+            }
+        }
+        drop(iters);
+
+        // End of epoch: evaluate, record, checkpoint.
+        let (val_loss, top1, top5) = evaluate::<B, M>(&model, &val_loader, ctx.data.classes, &main_device)?;
+        let train_loss = state.epoch_loss_sum / state.epoch_seen.max(1) as f64;
+        let train_top1 = 100.0 * state.epoch_correct as f64 / state.epoch_seen.max(1) as f64;
+        ctx.emit(EventBody::Eval(events::Eval { epoch, loss: val_loss, top1, top5, train_loss: Some(train_loss), train_top1: Some(train_top1) }));
+        let best = state.best_top1.is_none_or(|b| top1 > b);
+        if best {
+            state.best_top1 = Some(top1);
+            state.best_epoch = Some(epoch);
+        }
+        if let Some(scales) = model.scales(variant.name, &format!("hyper-search run {} epoch {}", ctx.run_id, epoch + 1)) {
+            ctx.emit(EventBody::Scales(scales_event(&scales, epoch)));
+            if let Err(e) = scales.save(&ctx.dir.join(SCALES_FILE)) {
+                eprintln!("warning: cannot write {}: {e}", ctx.dir.join(SCALES_FILE).display());
+            }
+            ctx.scales = Some(scales);
+        }
+        state.epoch += 1;
+        state.iter = 0;
+        state.epoch_loss_sum = 0.0;
+        state.epoch_correct = 0;
+        state.epoch_seen = 0;
+        state.elapsed_s = elapsed_before + process_start.elapsed().as_secs_f64();
+        save(ctx, &model, &opt, &state, best && profile.checkpoint.keep_best);
+        last_ckpt = Instant::now();
+        ctx.say(&format!(
+            "epoch {}/{} done in {}: train loss {:.4} top-1 {:.2}% | val loss {:.4} top-1 {:.2}% top-5 {:.2}% | best {:.2}% (epoch {})",
+            epoch + 1,
+            profile.recipe.epochs,
+            fmt_duration(epoch_start.elapsed().as_secs_f64()),
+            train_loss,
+            train_top1,
+            val_loss,
+            top1,
+            top5,
+            state.best_top1.unwrap_or(top1),
+            state.best_epoch.map_or(epoch + 1, |e| e + 1)
+        ));
+    }
+
+    let mut extra = model.finish(&ctx.dir)?;
+    super::hooks::save_safetensors::<B::InnerBackend, _>(&model.valid(), &ctx.dir.join("model.safetensors"), profile.kind.event_name())?;
+    extra.push("model.safetensors".into());
+    if let (Some(scales), Some(export)) = (&ctx.scales, &profile.export_scales) {
+        scales.save(export).with_context(|| format!("cannot export the scales to {}", export.display()))?;
+        extra.push(format!("scales exported to {}", export.display()));
+    }
+    let wall = elapsed_before + process_start.elapsed().as_secs_f64();
+    ctx.emit(EventBody::Finished(events::Finished {
+        epochs: profile.recipe.epochs,
+        best_top1: state.best_top1,
+        final_top1: None,
+        wall_s: wall,
+    }));
+    ctx.say(&format!(
+        "finished in {}: best top-1 {:.2}% | wrote {}",
+        fmt_duration(wall),
+        state.best_top1.unwrap_or(0.0),
+        extra.join(", ")
+    ));
+    Ok(RunOutcome::Finished)
+}
+
+trait ElemF64 {
+    fn elem_f64(self) -> f64;
+}
+
+impl<E: burn::tensor::ElementConversion> ElemF64 for E {
+    fn elem_f64(self) -> f64 {
+        self.elem::<f64>()
+    }
+}
+
+/// Validation loss (no label smoothing), top-1 and top-5 in percent, in evaluation mode.
+pub fn evaluate<B: AutodiffBackend, M: TrainModel<B>>(
+    model: &M,
+    loader: &Loader,
+    classes: usize,
+    device: &B::Device,
+) -> anyhow::Result<(f64, f64, f64)> {
+    use crate::model::Classifier;
+    let model = model.valid();
+    let (mut loss, mut top1, mut top5, mut n) = (0.0f64, 0usize, 0usize, 0usize);
+    for batch in loader.epoch(0, 0) {
+        let batch = batch?;
+        let labels = batch.labels.clone();
+        let (x, _) = batch.into_tensors::<B::InnerBackend>(device);
+        let logits: Vec<f32> = model.logits(x, false).into_data().convert::<f32>().to_vec().expect("f32");
+        for (row, &label) in logits.chunks(classes).zip(&labels) {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+            let lse = max + row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+            loss += lse - row[label as usize] as f64;
+        }
+        top1 += correct_top_k(&logits, classes, &labels, 1);
+        top5 += correct_top_k(&logits, classes, &labels, 5.min(classes));
+        n += labels.len();
+    }
+    let n = n.max(1) as f64;
+    Ok((loss / n, 100.0 * top1 as f64 / n, 100.0 * top5 as f64 / n))
+}
+
+/// Writes a checkpoint of the current position; a failure is reported and training goes on
+/// (the previous checkpoints stay intact).
+fn save<B: AutodiffBackend, M: TrainModel<B>>(ctx: &mut RunCtx, model: &M, opt: &RepOptimizer<B::InnerBackend>, state: &TrainState, best: bool) -> Option<String> {
+    let dir = ctx.dir.join(CKPT_DIR);
+    let name = checkpoint::file_name(state.epoch, state.global_iter);
+    let ckpt = Checkpoint { state: state.clone(), model: named_tensors::<B, M>(model), optim: opt.state_tensors() };
+    if let Err(e) = checkpoint::write(&dir.join(&name), &ckpt) {
+        eprintln!("[{}] checkpoint failed (training goes on, earlier checkpoints are intact): {e}", ctx.run_id);
+        return None;
+    }
+    if best {
+        // Hard link under a temporary name, then rename: `best.ckpt` is always a whole file.
+        let tmp = dir.join(".best.ckpt.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let linked = std::fs::hard_link(dir.join(&name), &tmp).and_then(|_| std::fs::rename(&tmp, dir.join(checkpoint::BEST)));
+        if let Err(e) = linked {
+            eprintln!("[{}] cannot update {}: {e}", ctx.run_id, checkpoint::BEST);
+        }
+    }
+    checkpoint::prune(&dir, ctx.profile.checkpoint.keep_last);
+    let rel = format!("{CKPT_DIR}/{name}");
+    ctx.emit(EventBody::Checkpoint(events::CheckpointEvent { epoch: state.epoch, global_iter: state.global_iter, path: rel.clone(), best }));
+    Some(rel)
+}
+
+fn stop<B: AutodiffBackend, M: TrainModel<B>>(
+    ctx: &mut RunCtx,
+    model: &M,
+    opt: &RepOptimizer<B::InnerBackend>,
+    state: &mut TrainState,
+    elapsed: f64,
+    reason: &str,
+) -> anyhow::Result<RunOutcome> {
+    state.elapsed_s = elapsed;
+    let written = save(ctx, model, opt, state, false);
+    ctx.emit(EventBody::Stopped(events::Stopped {
+        epoch: state.epoch,
+        global_iter: state.global_iter,
+        reason: reason.to_string(),
+        checkpoint: written.clone(),
+    }));
+    ctx.say(&format!(
+        "stopped ({reason}) at epoch {} iteration {}; {}",
+        state.epoch + 1,
+        state.iter,
+        match written {
+            Some(p) => format!("checkpoint {p}; continue with --resume"),
+            None => "the checkpoint could not be written: the previous one stays the newest".into(),
+        }
+    ));
+    Ok(RunOutcome::Stopped)
+}
