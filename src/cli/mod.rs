@@ -2,6 +2,7 @@
 //! and subcommands serve the tools around a run.
 
 mod bench;
+pub mod demo;
 mod models;
 mod scales;
 mod verify;
@@ -52,6 +53,9 @@ pub enum Command {
     Models(models::ModelsArgs),
     /// Check the RepOptimizer against the multi-branch model it stands for (CSLA ≡ RepOpt).
     Verify(verify::VerifyArgs),
+    /// The method end to end on the CPU in minutes: a Hyper-Search on synthetic data, then
+    /// RepOpt-VGG trained with the scales it found (profiles built in).
+    Demo(demo::DemoArgs),
     /// Benchmarks: training steps of the models.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -65,6 +69,7 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         Some(Command::Models(args)) => models::run(args),
         Some(Command::Verify(args)) => verify::run(args),
         Some(Command::Bench(cmd)) => bench::run(cmd),
+        Some(Command::Demo(args)) => demo::run_demo(args, cli.runs_dir),
         None => match cli.profile {
             Some(profile) => {
                 let outcome = crate::train::run(crate::train::RunOptions {

@@ -125,7 +125,11 @@ fn default_keep() -> usize {
 
 impl Default for CheckpointPolicy {
     fn default() -> Self {
-        CheckpointPolicy { every_minutes: None, keep_last: default_keep(), keep_best: true }
+        CheckpointPolicy {
+            every_minutes: None,
+            keep_last: default_keep(),
+            keep_best: true,
+        }
     }
 }
 
@@ -166,7 +170,12 @@ impl RunProfile {
     /// Loads and validates a run profile.
     pub fn load(path: &Path) -> Result<Self, ProfileError> {
         let profile: RunProfile = load_ron(path)?;
-        profile.validate().map_err(|message| ProfileError::Invalid { path: path.to_path_buf(), message })?;
+        profile
+            .validate()
+            .map_err(|message| ProfileError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
         Ok(profile)
     }
 
@@ -212,7 +221,10 @@ impl RunProfile {
         match self.kind {
             RunKind::Target => {
                 if self.scales.is_none() {
-                    return Err("a Target run needs `scales` (a scales profile, or run:<hs profile>)".into());
+                    return Err(
+                        "a Target run needs `scales` (a scales profile, or run:<hs profile>)"
+                            .into(),
+                    );
                 }
                 if r.grad_clip.is_some() {
                     return Err("grad_clip is for HyperSearch runs only: clipping breaks the RepOptimizer's equivalence".into());
@@ -221,7 +233,10 @@ impl RunProfile {
             RunKind::HyperSearch => {}
             RunKind::Baseline | RunKind::Ablation => {
                 if self.scales.is_some() {
-                    return Err(format!("`scales` is for Target runs; a {:?} run trains with plain SGD", self.kind));
+                    return Err(format!(
+                        "`scales` is for Target runs; a {:?} run trains with plain SGD",
+                        self.kind
+                    ));
                 }
             }
         }
@@ -239,7 +254,13 @@ impl RunProfile {
     /// The learning-rate schedule for `iters_per_epoch` iterations per epoch.
     pub fn schedule(&self, iters_per_epoch: u64) -> LrSchedule {
         let r = &self.recipe;
-        let scale = |lr: f64| if r.lr_scaling { scaled_lr(lr, self.total_batch()) } else { lr };
+        let scale = |lr: f64| {
+            if r.lr_scaling {
+                scaled_lr(lr, self.total_batch())
+            } else {
+                lr
+            }
+        };
         LrSchedule {
             base_lr: scale(r.lr),
             warmup_iters: (r.warmup_epochs * iters_per_epoch as f64) as u64,

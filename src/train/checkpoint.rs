@@ -53,7 +53,10 @@ pub struct Checkpoint {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is corrupt ({why}); it was not used")]
     Corrupt { path: PathBuf, why: String },
 }
@@ -64,32 +67,56 @@ pub fn file_name(epoch: u32, global_iter: u64) -> String {
 
 /// Serializes and writes atomically.
 pub fn write(path: &Path, ckpt: &Checkpoint) -> Result<(), String> {
-    let mut tensors: Vec<(String, TensorData)> = ckpt.model.iter().map(|(n, d)| (format!("model.{n}"), d.clone())).collect();
-    tensors.extend(ckpt.optim.iter().map(|(n, d)| (format!("optim.{n}"), d.clone())));
+    let mut tensors: Vec<(String, TensorData)> = ckpt
+        .model
+        .iter()
+        .map(|(n, d)| (format!("model.{n}"), d.clone()))
+        .collect();
+    tensors.extend(
+        ckpt.optim
+            .iter()
+            .map(|(n, d)| (format!("optim.{n}"), d.clone())),
+    );
     let mut meta = HashMap::new();
-    meta.insert("state".to_string(), serde_json::to_string(&ckpt.state).map_err(|e| e.to_string())?);
+    meta.insert(
+        "state".to_string(),
+        serde_json::to_string(&ckpt.state).map_err(|e| e.to_string())?,
+    );
     let payload = to_bytes(&tensors, meta)?;
     let mut bytes = Vec::with_capacity(payload.len() + 40);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&Sha256::digest(&payload));
     bytes.extend_from_slice(&payload);
-    write_atomic(path, &bytes).map_err(|e| format!("cannot write checkpoint {}: {e}", path.display()))
+    write_atomic(path, &bytes)
+        .map_err(|e| format!("cannot write checkpoint {}: {e}", path.display()))
 }
 
 /// Reads and verifies a checkpoint.
 pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })?;
-    let corrupt = |why: String| CheckpointError::Corrupt { path: path.to_path_buf(), why };
+    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let corrupt = |why: String| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        why,
+    };
     if bytes.len() < 40 || &bytes[..8] != MAGIC {
-        return Err(corrupt(format!("not a repopt-tui checkpoint or truncated ({} bytes)", bytes.len())));
+        return Err(corrupt(format!(
+            "not a repopt-tui checkpoint or truncated ({} bytes)",
+            bytes.len()
+        )));
     }
     let (hash, payload) = (&bytes[8..40], &bytes[40..]);
     if Sha256::digest(payload).as_slice() != hash {
         return Err(corrupt("checksum mismatch: truncated or modified".into()));
     }
     let (meta, tensors) = from_bytes(payload).map_err(corrupt)?;
-    let state = meta.get("state").ok_or_else(|| corrupt("no training state".into()))?;
-    let state: TrainState = serde_json::from_str(state).map_err(|e| corrupt(format!("training state: {e}")))?;
+    let state = meta
+        .get("state")
+        .ok_or_else(|| corrupt("no training state".into()))?;
+    let state: TrainState =
+        serde_json::from_str(state).map_err(|e| corrupt(format!("training state: {e}")))?;
     let (mut model, mut optim) = (Vec::new(), Vec::new());
     for (name, data) in tensors {
         if let Some(n) = name.strip_prefix("model.") {
@@ -98,7 +125,11 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
             optim.push((n.to_string(), data));
         }
     }
-    Ok(Checkpoint { state, model, optim })
+    Ok(Checkpoint {
+        state,
+        model,
+        optim,
+    })
 }
 
 /// The numbered checkpoints of a run directory's `ckpt/`, oldest first (`best.ckpt` excluded).

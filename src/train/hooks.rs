@@ -31,7 +31,9 @@ impl<B: AutodiffBackend> TrainModel<B> for TargetNet<B> {}
 
 impl<B: AutodiffBackend> TrainModel<B> for HsNet<B> {
     fn scales(&self, variant: &str, source: &str) -> Option<ScalesProfile> {
-        let host = |t: burn::tensor::Tensor<B, 1>| -> Vec<f32> { t.into_data().convert::<f32>().to_vec().expect("f32") };
+        let host = |t: burn::tensor::Tensor<B, 1>| -> Vec<f32> {
+            t.into_data().convert::<f32>().to_vec().expect("f32")
+        };
         let plan = crate::model::variant(variant).ok()?.plan();
         let blocks = self
             .blocks()
@@ -43,7 +45,11 @@ impl<B: AutodiffBackend> TrainModel<B> for HsNet<B> {
                 u: b.scale_identity.as_ref().map(|l| host(l.weight.val())),
             })
             .collect();
-        Some(ScalesProfile { variant: variant.to_string(), source: source.to_string(), blocks })
+        Some(ScalesProfile {
+            variant: variant.to_string(),
+            source: source.to_string(),
+            blocks,
+        })
     }
 }
 
@@ -57,12 +63,18 @@ impl<B: AutodiffBackend> TrainModel<B> for RepVggNet<B> {
 }
 
 /// Writes a model's tensors with the official PyTorch names as safetensors.
-pub fn save_safetensors<B: Backend, M: burn::module::Module<B>>(model: &M, path: &Path, kind: &str) -> anyhow::Result<()> {
+pub fn save_safetensors<B: Backend, M: burn::module::Module<B>>(
+    model: &M,
+    path: &Path,
+    kind: &str,
+) -> anyhow::Result<()> {
     let mut meta = std::collections::HashMap::new();
     meta.insert("format".to_string(), "pt".to_string());
     meta.insert("model".to_string(), kind.to_string());
-    let bytes = crate::interop::safetensors::to_bytes(&named_tensors::<B, M>(model), meta).map_err(anyhow::Error::msg)?;
-    crate::profile::write_atomic(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
+    let bytes = crate::interop::safetensors::to_bytes(&named_tensors::<B, M>(model), meta)
+        .map_err(anyhow::Error::msg)?;
+    crate::profile::write_atomic(path, &bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Summary and histogram (`bins` equal bins over [min, max]) of one scale vector.
@@ -72,13 +84,24 @@ pub fn scale_stats(v: &[f32], bins: usize) -> ScaleStats {
     let std = (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
     let min = v.iter().fold(f64::INFINITY, |m, &x| m.min(x as f64));
     let max = v.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
-    let (lo, hi) = if max > min { (min, max) } else { (min - 0.5, min + 0.5) };
+    let (lo, hi) = if max > min {
+        (min, max)
+    } else {
+        (min - 0.5, min + 0.5)
+    };
     let mut counts = vec![0u32; bins];
     for &x in v {
         let i = (((x as f64 - lo) / (hi - lo)) * bins as f64) as usize;
         counts[i.min(bins - 1)] += 1;
     }
-    ScaleStats { mean, std, min, max, negative: v.iter().filter(|&&x| x < 0.0).count(), hist: Histogram { lo, hi, counts } }
+    ScaleStats {
+        mean,
+        std,
+        min,
+        max,
+        negative: v.iter().filter(|&&x| x < 0.0).count(),
+        hist: Histogram { lo, hi, counts },
+    }
 }
 
 /// The `scales` event of an HS model's current scales.

@@ -45,17 +45,26 @@ pub fn utc_stamp(unix: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", secs / 3600, (secs % 3600) / 60, secs % 60)
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
 }
 
 fn profile_stem(path: &Path) -> String {
-    path.file_stem().and_then(|s| s.to_str()).unwrap_or("run").to_string()
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("run")
+        .to_string()
 }
 
 /// The run directory a profile path is frozen in, if it is one (`checkpoints/<id>/profile.ron`).
 fn run_dir_of(profile: &Path) -> Option<PathBuf> {
     let dir = profile.parent()?;
-    (profile.file_name()? == PROFILE_FILE && dir.join(EVENTS_FILE).exists()).then(|| dir.to_path_buf())
+    (profile.file_name()? == PROFILE_FILE && dir.join(EVENTS_FILE).exists())
+        .then(|| dir.to_path_buf())
 }
 
 /// The newest run directory under `runs_dir` for a profile stem or run id, optionally one that
@@ -71,7 +80,8 @@ pub fn newest_run(runs_dir: &Path, name: &str, file: Option<&str>) -> Option<Pat
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.strip_prefix(&prefix).is_some_and(|rest| rest.len() == 15 && rest.as_bytes()[8] == b'-')
+                n.strip_prefix(&prefix)
+                    .is_some_and(|rest| rest.len() == 15 && rest.as_bytes()[8] == b'-')
             }) && file.is_none_or(|f| p.join(f).exists())
         })
         .collect();
@@ -92,7 +102,10 @@ fn resolve_scales(spec: &str, runs_dir: &Path) -> anyhow::Result<PathBuf> {
     }
     let path = PathBuf::from(spec);
     if !path.exists() {
-        bail!("scales: {} does not exist (import one with `repopt-tui scales import`, or use run:<hs profile>)", path.display());
+        bail!(
+            "scales: {} does not exist (import one with `repopt-tui scales import`, or use run:<hs profile>)",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -103,19 +116,25 @@ fn absolute(p: &Path) -> PathBuf {
 
 /// Starts or resumes the run of `opts.profile` in the foreground.
 pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
-    std::fs::create_dir_all(&opts.runs_dir).with_context(|| format!("cannot create {}", opts.runs_dir.display()))?;
+    std::fs::create_dir_all(&opts.runs_dir)
+        .with_context(|| format!("cannot create {}", opts.runs_dir.display()))?;
     let (dir, run_id, profile, resume) = if opts.resume {
         let dir = match (&opts.run_id, run_dir_of(&opts.profile)) {
             (Some(id), _) => opts.runs_dir.join(id),
             (None, Some(dir)) => dir,
             (None, None) => {
                 let stem = profile_stem(&opts.profile);
-                newest_run(&opts.runs_dir, &stem, Some(CKPT_DIR))
-                    .with_context(|| format!("--resume: no run of '{stem}' under {}", opts.runs_dir.display()))?
+                newest_run(&opts.runs_dir, &stem, Some(CKPT_DIR)).with_context(|| {
+                    format!(
+                        "--resume: no run of '{stem}' under {}",
+                        opts.runs_dir.display()
+                    )
+                })?
             }
         };
         let frozen = dir.join(PROFILE_FILE);
-        let profile = RunProfile::load(&frozen).with_context(|| format!("--resume: {} has no usable frozen profile", dir.display()))?;
+        let profile = RunProfile::load(&frozen)
+            .with_context(|| format!("--resume: {} has no usable frozen profile", dir.display()))?;
         let resume = match &opts.checkpoint {
             Some(path) => {
                 let c = checkpoint::read(path)?;
@@ -127,25 +146,41 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
                     eprintln!("warning: {r}; trying an older checkpoint");
                 }
                 found.with_context(|| {
-                    format!("--resume: no valid checkpoint in {}: start the run again without --resume", dir.join(CKPT_DIR).display())
+                    format!(
+                        "--resume: no valid checkpoint in {}: start the run again without --resume",
+                        dir.join(CKPT_DIR).display()
+                    )
                 })?
             }
         };
-        let id = dir.file_name().and_then(|n| n.to_str()).unwrap_or("run").to_string();
+        let id = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("run")
+            .to_string();
         (dir, id, profile, Some(resume))
     } else {
         let mut profile = RunProfile::load(&opts.profile)?;
         let id = opts.run_id.clone().unwrap_or_else(|| {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
             format!("{}-{}", profile_stem(&opts.profile), utc_stamp(now))
         });
         let dir = opts.runs_dir.join(&id);
         if dir.join(EVENTS_FILE).exists() {
-            bail!("run directory {} already holds a run: continue it with --resume, or choose another --run-id", dir.display());
+            bail!(
+                "run directory {} already holds a run: continue it with --resume, or choose another --run-id",
+                dir.display()
+            );
         }
         // Freeze the resolved profile: absolute paths, scales resolved to a file.
         if let Some(spec) = profile.scales.clone() {
-            profile.scales = Some(absolute(&resolve_scales(&spec, &opts.runs_dir)?).display().to_string());
+            profile.scales = Some(
+                absolute(&resolve_scales(&spec, &opts.runs_dir)?)
+                    .display()
+                    .to_string(),
+            );
         }
         if let Some(p) = &profile.data.path {
             profile.data.path = Some(absolute(p));
@@ -153,17 +188,21 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         (dir, id, profile, None)
     };
 
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the run directory {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the run directory {}", dir.display()))?;
     let _lock = RunLock::acquire(&dir)?;
     if resume.is_none() {
         crate::profile::write_atomic(&dir.join(PROFILE_FILE), profile.to_ron().as_bytes())
             .with_context(|| format!("cannot write {}", dir.join(PROFILE_FILE).display()))?;
     }
-    let mut events = EventWriter::open(&dir).with_context(|| format!("cannot open {}", dir.join(EVENTS_FILE).display()))?;
+    let mut events = EventWriter::open(&dir)
+        .with_context(|| format!("cannot open {}", dir.join(EVENTS_FILE).display()))?;
 
     // From here on, failures are recorded in the run directory too.
     let fail = |events: &mut EventWriter, e: anyhow::Error| -> anyhow::Error {
-        let _ = events.emit(EventBody::Failed(Failed { message: format!("{e:#}") }));
+        let _ = events.emit(EventBody::Failed(Failed {
+            message: format!("{e:#}"),
+        }));
         e
     };
     let data = match crate::data::open(&profile.data) {
@@ -171,15 +210,18 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         Err(e) => return Err(fail(&mut events, e)),
     };
     let scales = match (&profile.scales, profile.kind) {
-        (Some(path), RunKind::Target) => match ScalesProfile::load_for(Path::new(path), &profile.variant()) {
-            Ok(s) => Some(s),
-            Err(e) => return Err(fail(&mut events, e.into())),
-        },
+        (Some(path), RunKind::Target) => {
+            match ScalesProfile::load_for(Path::new(path), &profile.variant()) {
+                Ok(s) => Some(s),
+                Err(e) => return Err(fail(&mut events, e.into())),
+            }
+        }
         _ => None,
     };
     let stop = Arc::new(AtomicUsize::new(0));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_usize(signal, stop.clone(), signal as usize).context("cannot install the signal handlers")?;
+        signal_hook::flag::register_usize(signal, stop.clone(), signal as usize)
+            .context("cannot install the signal handlers")?;
     }
     let devices = profile.devices.clone();
     let mut ctx = RunCtx {
@@ -219,7 +261,9 @@ impl BackendTask for TrainTask<'_> {
         match p.kind {
             RunKind::HyperSearch => {
                 let model = HsNet::<B>::init(&v, classes, p.seed, main);
-                trainer::train(ctx, &devices, model, RepOptimizer::plain(cfg), |d| HsNet::init(&v, classes, p.seed, d))
+                trainer::train(ctx, &devices, model, RepOptimizer::plain(cfg), |d| {
+                    HsNet::init(&v, classes, p.seed, d)
+                })
             }
             RunKind::Target => {
                 let scales = ctx.scales.clone().context("a Target run needs scales")?;
@@ -236,15 +280,21 @@ impl BackendTask for TrainTask<'_> {
                     model = reinitialize(model, &v, &scales, p.reinit_identity, p.seed);
                 }
                 let masks = GradMults::from_scales(&scales, &v, rule.mask_power(), main);
-                trainer::train(ctx, &devices, model, RepOptimizer::new(cfg, masks), |d| TargetNet::init(&v, classes, p.seed, d))
+                trainer::train(ctx, &devices, model, RepOptimizer::new(cfg, masks), |d| {
+                    TargetNet::init(&v, classes, p.seed, d)
+                })
             }
             RunKind::Baseline => {
                 let model = RepVggNet::<B>::init(&v, classes, p.seed, main);
-                trainer::train(ctx, &devices, model, RepOptimizer::plain(cfg), |d| RepVggNet::init(&v, classes, p.seed, d))
+                trainer::train(ctx, &devices, model, RepOptimizer::plain(cfg), |d| {
+                    RepVggNet::init(&v, classes, p.seed, d)
+                })
             }
             RunKind::Ablation => {
                 let model = TargetNet::<B>::init(&v, classes, p.seed, main);
-                trainer::train(ctx, &devices, model, RepOptimizer::plain(cfg), |d| TargetNet::init(&v, classes, p.seed, d))
+                trainer::train(ctx, &devices, model, RepOptimizer::plain(cfg), |d| {
+                    TargetNet::init(&v, classes, p.seed, d)
+                })
             }
         }
     }

@@ -30,7 +30,10 @@ pub fn param_ids<B: AutodiffBackend, M: AutodiffModule<B>>(model: &M) -> HashMap
             self.out.insert(self.path.path(), param.id);
         }
     }
-    let mut v = Ids { path: PathStack::default(), out: HashMap::new() };
+    let mut v = Ids {
+        path: PathStack::default(),
+        out: HashMap::new(),
+    };
     model.visit(&mut v);
     v.out
 }
@@ -53,7 +56,8 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Gather<'_, B> {
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(id) = self.dest_ids.get(&self.path.path()) {
-            self.out.register::<B::InnerBackend, D>(*id, param.val().inner().to_device(&self.device));
+            self.out
+                .register::<B::InnerBackend, D>(*id, param.val().inner().to_device(&self.device));
         }
     }
 }
@@ -92,14 +96,26 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Replica<B, M> {
 
     /// Makes the replica equal to `main` (parameters and BN buffers).
     pub fn sync_from(&mut self, main: &M) {
-        let mut gather = Gather::<B> { path: PathStack::default(), dest_ids: &self.ids, device: self.device.clone(), out: GradientsParams::new() };
+        let mut gather = Gather::<B> {
+            path: PathStack::default(),
+            dest_ids: &self.ids,
+            device: self.device.clone(),
+            out: GradientsParams::new(),
+        };
         main.visit(&mut gather);
         let mut values = gather.out;
-        self.model = self.model.clone().map(&mut Scatter { values: &mut values });
+        self.model = self.model.clone().map(&mut Scatter {
+            values: &mut values,
+        });
     }
 
     /// The replica's gradients re-keyed by the main model's ids and moved to its device.
-    pub fn grads_for_main(&self, mut grads: GradientsParams, main_ids: &HashMap<String, ParamId>, main_device: &B::Device) -> GradientsParams {
+    pub fn grads_for_main(
+        &self,
+        mut grads: GradientsParams,
+        main_ids: &HashMap<String, ParamId>,
+        main_device: &B::Device,
+    ) -> GradientsParams {
         struct Rekey<'a, B: AutodiffBackend> {
             path: PathStack,
             grads: &'a mut GradientsParams,
@@ -115,19 +131,32 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Replica<B, M> {
                 self.path.exit();
             }
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-                if let (Some(g), Some(id)) = (self.grads.remove::<B::InnerBackend, D>(param.id), self.main_ids.get(&self.path.path())) {
-                    self.out.register::<B::InnerBackend, D>(*id, g.to_device(&self.device));
+                if let (Some(g), Some(id)) = (
+                    self.grads.remove::<B::InnerBackend, D>(param.id),
+                    self.main_ids.get(&self.path.path()),
+                ) {
+                    self.out
+                        .register::<B::InnerBackend, D>(*id, g.to_device(&self.device));
                 }
             }
         }
-        let mut v = Rekey::<B> { path: PathStack::default(), grads: &mut grads, main_ids, device: main_device.clone(), out: GradientsParams::new() };
+        let mut v = Rekey::<B> {
+            path: PathStack::default(),
+            grads: &mut grads,
+            main_ids,
+            device: main_device.clone(),
+            out: GradientsParams::new(),
+        };
         self.model.visit(&mut v);
         v.out
     }
 }
 
 /// The mean of several gradient sets keyed by `main`'s ids.
-pub fn average_grads<B: AutodiffBackend, M: AutodiffModule<B>>(main: &M, mut sets: Vec<GradientsParams>) -> GradientsParams {
+pub fn average_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+    main: &M,
+    mut sets: Vec<GradientsParams>,
+) -> GradientsParams {
     struct Avg<'a> {
         sets: &'a mut [GradientsParams],
         out: GradientsParams,
@@ -145,11 +174,15 @@ pub fn average_grads<B: AutodiffBackend, M: AutodiffModule<B>>(main: &M, mut set
                 }
             }
             if let Some(s) = sum {
-                self.out.register::<B::InnerBackend, D>(param.id, s.div_scalar(n));
+                self.out
+                    .register::<B::InnerBackend, D>(param.id, s.div_scalar(n));
             }
         }
     }
-    let mut v = Avg { sets: &mut sets, out: GradientsParams::new() };
+    let mut v = Avg {
+        sets: &mut sets,
+        out: GradientsParams::new(),
+    };
     main.visit(&mut v);
     v.out
 }

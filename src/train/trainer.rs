@@ -48,7 +48,10 @@ pub struct RunCtx {
 impl RunCtx {
     fn emit(&mut self, body: EventBody) {
         if let Err(e) = self.events.emit(body) {
-            eprintln!("warning: cannot append to {}: {e}", self.events.path().display());
+            eprintln!(
+                "warning: cannot append to {}: {e}",
+                self.events.path().display()
+            );
         }
     }
 
@@ -82,7 +85,11 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
     let train_pipeline = ctx.data.pipeline(recipe.augment, true);
     let loaders: Vec<Loader> = (0..world)
         .map(|rank| {
-            let cfg = LoaderConfig { rank, world_size: world, ..LoaderConfig::train(recipe.batch_size, profile.seed, recipe.workers) };
+            let cfg = LoaderConfig {
+                rank,
+                world_size: world,
+                ..LoaderConfig::train(recipe.batch_size, profile.seed, recipe.workers)
+            };
             Loader::new(ctx.data.train.clone(), train_pipeline.clone(), cfg)
         })
         .collect();
@@ -99,7 +106,11 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
         );
     }
     let eval_bs = recipe.eval_batch_size.unwrap_or(recipe.batch_size);
-    let val_loader = Loader::new(ctx.data.val.clone(), ctx.data.pipeline(recipe.augment, false), LoaderConfig::eval(eval_bs, recipe.workers));
+    let val_loader = Loader::new(
+        ctx.data.val.clone(),
+        ctx.data.pipeline(recipe.augment, false),
+        LoaderConfig::eval(eval_bs, recipe.workers),
+    );
     let schedule = profile.schedule(ipe);
     let variant = profile.variant();
 
@@ -121,7 +132,10 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
     };
     let mut resumed_from = None;
     if let Some((path, ckpt)) = ctx.resume.take() {
-        if ckpt.state.iters_per_epoch != ipe || ckpt.state.variant != state.variant || ckpt.state.run_kind != state.run_kind {
+        if ckpt.state.iters_per_epoch != ipe
+            || ckpt.state.variant != state.variant
+            || ckpt.state.run_kind != state.run_kind
+        {
             anyhow::bail!(
                 "{} was written by a different run ({} {} with {} iterations per epoch; this profile gives {} {} with {ipe})",
                 path.display(),
@@ -134,15 +148,32 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
         }
         let tensors = ckpt.model.into_iter().collect();
         model = load_named(model, tensors, &main_device).map_err(|errors| {
-            anyhow::anyhow!("{} does not fit the model:\n{}", path.display(), crate::model::params::describe_load_errors(&errors, 8))
+            anyhow::anyhow!(
+                "{} does not fit the model:\n{}",
+                path.display(),
+                crate::model::params::describe_load_errors(&errors, 8)
+            )
         })?;
-        opt.load_state_tensors(ckpt.optim, &main_device).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        opt.load_state_tensors(ckpt.optim, &main_device)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         state = ckpt.state;
-        resumed_from = Some(path.strip_prefix(&ctx.dir).unwrap_or(&path).display().to_string());
+        resumed_from = Some(
+            path.strip_prefix(&ctx.dir)
+                .unwrap_or(&path)
+                .display()
+                .to_string(),
+        );
     }
 
-    let mut replicas: Vec<Replica<B, M>> = devices[1..].iter().map(|d| Replica::new(replica(d), d.clone())).collect();
-    let main_ids = if replicas.is_empty() { Default::default() } else { param_ids::<B, M>(&model) };
+    let mut replicas: Vec<Replica<B, M>> = devices[1..]
+        .iter()
+        .map(|d| Replica::new(replica(d), d.clone()))
+        .collect();
+    let main_ids = if replicas.is_empty() {
+        Default::default()
+    } else {
+        param_ids::<B, M>(&model)
+    };
 
     let total_iters = profile.recipe.epochs as u64 * ipe;
     ctx.emit(EventBody::Started(events::Started {
@@ -162,7 +193,12 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
         "{} {} on {} | {} | {} epochs × {} iterations of {} × {} images | lr {:.4} | {}",
         profile.kind.event_name(),
         variant.name,
-        profile.devices.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","),
+        profile
+            .devices
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
         ctx.data.description,
         profile.recipe.epochs,
         ipe,
@@ -170,7 +206,11 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
         world,
         schedule.base_lr,
         match &resumed_from {
-            Some(p) => format!("resumed from {p} at epoch {} iteration {}", state.epoch + 1, state.iter),
+            Some(p) => format!(
+                "resumed from {p} at epoch {} iteration {}",
+                state.epoch + 1,
+                state.iter
+            ),
             None => format!("run directory {}", ctx.dir.display()),
         }
     ));
@@ -182,17 +222,32 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
     let mut last_ckpt = Instant::now();
     let mut last_progress = Instant::now();
     let mut steps_this_process = 0u64;
-    let (mut win_loss, mut win_correct, mut win_seen, mut win_start) = (0.0f64, 0u64, 0u64, Instant::now());
+    let (mut win_loss, mut win_correct, mut win_seen, mut win_start) =
+        (0.0f64, 0u64, 0u64, Instant::now());
 
     while state.epoch < profile.recipe.epochs {
         let epoch = state.epoch;
         let epoch_start = Instant::now();
-        let mut iters: Vec<_> = loaders.iter().map(|l| l.epoch(epoch as u64, state.iter)).collect();
+        let mut iters: Vec<_> = loaders
+            .iter()
+            .map(|l| l.epoch(epoch as u64, state.iter))
+            .collect();
         while state.iter < ipe {
             let signal = ctx.stop.load(Ordering::SeqCst);
             if signal != 0 {
-                let reason = if signal == libc::SIGTERM as usize { "SIGTERM" } else { "SIGINT" };
-                return stop(ctx, &model, &opt, &mut state, elapsed_before + process_start.elapsed().as_secs_f64(), reason);
+                let reason = if signal == libc::SIGTERM as usize {
+                    "SIGTERM"
+                } else {
+                    "SIGINT"
+                };
+                return stop(
+                    ctx,
+                    &model,
+                    &opt,
+                    &mut state,
+                    elapsed_before + process_start.elapsed().as_secs_f64(),
+                    reason,
+                );
             }
             let lr = schedule.lr_for_iteration(state.global_iter);
             let mut shards = Vec::with_capacity(world);
@@ -217,15 +272,30 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
                 let logits = m.logits(x, true);
                 let loss = cross_entropy(logits.clone(), y, recipe.label_smoothing);
                 let grads = GradientsParams::from_grads(loss.backward(), m);
-                let host: Vec<f32> = logits.inner().into_data().convert::<f32>().to_vec().expect("f32");
+                let host: Vec<f32> = logits
+                    .inner()
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec()
+                    .expect("f32");
                 correct += correct_top_k(&host, ctx.data.classes, &labels, 1) as u64;
                 loss_sum += loss.into_scalar().elem_f64() * labels.len() as f64;
-                grad_sets.push(if r == 0 { grads } else { replicas[r - 1].grads_for_main(grads, &main_ids, &main_device) });
+                grad_sets.push(if r == 0 {
+                    grads
+                } else {
+                    replicas[r - 1].grads_for_main(grads, &main_ids, &main_device)
+                });
             }
-            let grads = if world == 1 { grad_sets.pop().expect("one set") } else { average_grads::<B, M>(&model, grad_sets) };
+            let grads = if world == 1 {
+                grad_sets.pop().expect("one set")
+            } else {
+                average_grads::<B, M>(&model, grad_sets)
+            };
             let loss = loss_sum / images as f64;
             if !loss.is_finite() {
-                let last = checkpoint::list(&ctx.dir.join(CKPT_DIR)).pop().map(|p| p.display().to_string());
+                let last = checkpoint::list(&ctx.dir.join(CKPT_DIR))
+                    .pop()
+                    .map(|p| p.display().to_string());
                 let message = format!(
                     "the loss became {loss} at epoch {} iteration {} (lr {lr:.5}); stopped without checkpointing. Last good checkpoint: {}. \
                      Lower the learning rate or enable grad_clip (HS runs), then resume.",
@@ -233,7 +303,9 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
                     state.iter,
                     last.as_deref().unwrap_or("none")
                 );
-                ctx.emit(EventBody::Failed(events::Failed { message: message.clone() }));
+                ctx.emit(EventBody::Failed(events::Failed {
+                    message: message.clone(),
+                }));
                 ctx.say(&format!("FAILED: {message}"));
                 return Ok(RunOutcome::Failed(message));
             }
@@ -253,7 +325,8 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
                 let secs = win_start.elapsed().as_secs_f64().max(1e-9);
                 let ips = win_seen as f64 / secs;
                 let done = state.global_iter as f64;
-                let rate = steps_this_process as f64 / process_start.elapsed().as_secs_f64().max(1e-9);
+                let rate =
+                    steps_this_process as f64 / process_start.elapsed().as_secs_f64().max(1e-9);
                 let eta = (total_iters as f64 - done) / rate.max(1e-9);
                 ctx.emit(EventBody::Step(events::Step {
                     epoch,
@@ -296,25 +369,46 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
                 last_ckpt = Instant::now();
             }
             if ctx.stop_after.is_some_and(|n| steps_this_process >= n) && state.iter < ipe {
-                return stop(ctx, &model, &opt, &mut state, elapsed_before + process_start.elapsed().as_secs_f64(), "stop-after");
+                return stop(
+                    ctx,
+                    &model,
+                    &opt,
+                    &mut state,
+                    elapsed_before + process_start.elapsed().as_secs_f64(),
+                    "stop-after",
+                );
             }
         }
         drop(iters);
 
         // End of epoch: evaluate, record, checkpoint.
-        let (val_loss, top1, top5) = evaluate::<B, M>(&model, &val_loader, ctx.data.classes, &main_device)?;
+        let (val_loss, top1, top5) =
+            evaluate::<B, M>(&model, &val_loader, ctx.data.classes, &main_device)?;
         let train_loss = state.epoch_loss_sum / state.epoch_seen.max(1) as f64;
         let train_top1 = 100.0 * state.epoch_correct as f64 / state.epoch_seen.max(1) as f64;
-        ctx.emit(EventBody::Eval(events::Eval { epoch, loss: val_loss, top1, top5, train_loss: Some(train_loss), train_top1: Some(train_top1) }));
+        ctx.emit(EventBody::Eval(events::Eval {
+            epoch,
+            loss: val_loss,
+            top1,
+            top5,
+            train_loss: Some(train_loss),
+            train_top1: Some(train_top1),
+        }));
         let best = state.best_top1.is_none_or(|b| top1 > b);
         if best {
             state.best_top1 = Some(top1);
             state.best_epoch = Some(epoch);
         }
-        if let Some(scales) = model.scales(variant.name, &format!("hyper-search run {} epoch {}", ctx.run_id, epoch + 1)) {
+        if let Some(scales) = model.scales(
+            variant.name,
+            &format!("hyper-search run {} epoch {}", ctx.run_id, epoch + 1),
+        ) {
             ctx.emit(EventBody::Scales(scales_event(&scales, epoch)));
             if let Err(e) = scales.save(&ctx.dir.join(SCALES_FILE)) {
-                eprintln!("warning: cannot write {}: {e}", ctx.dir.join(SCALES_FILE).display());
+                eprintln!(
+                    "warning: cannot write {}: {e}",
+                    ctx.dir.join(SCALES_FILE).display()
+                );
             }
             ctx.scales = Some(scales);
         }
@@ -324,7 +418,13 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
         state.epoch_correct = 0;
         state.epoch_seen = 0;
         state.elapsed_s = elapsed_before + process_start.elapsed().as_secs_f64();
-        save(ctx, &model, &opt, &state, best && profile.checkpoint.keep_best);
+        save(
+            ctx,
+            &model,
+            &opt,
+            &state,
+            best && profile.checkpoint.keep_best,
+        );
         last_ckpt = Instant::now();
         ctx.say(&format!(
             "epoch {}/{} done in {}: train loss {:.4} top-1 {:.2}% | val loss {:.4} top-1 {:.2}% top-5 {:.2}% | best {:.2}% (epoch {})",
@@ -342,10 +442,16 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
     }
 
     let mut extra = model.finish(&ctx.dir)?;
-    super::hooks::save_safetensors::<B::InnerBackend, _>(&model.valid(), &ctx.dir.join("model.safetensors"), profile.kind.event_name())?;
+    super::hooks::save_safetensors::<B::InnerBackend, _>(
+        &model.valid(),
+        &ctx.dir.join("model.safetensors"),
+        profile.kind.event_name(),
+    )?;
     extra.push("model.safetensors".into());
     if let (Some(scales), Some(export)) = (&ctx.scales, &profile.export_scales) {
-        scales.save(export).with_context(|| format!("cannot export the scales to {}", export.display()))?;
+        scales
+            .save(export)
+            .with_context(|| format!("cannot export the scales to {}", export.display()))?;
         extra.push(format!("scales exported to {}", export.display()));
     }
     let wall = elapsed_before + process_start.elapsed().as_secs_f64();
@@ -388,10 +494,20 @@ pub fn evaluate<B: AutodiffBackend, M: TrainModel<B>>(
         let batch = batch?;
         let labels = batch.labels.clone();
         let (x, _) = batch.into_tensors::<B::InnerBackend>(device);
-        let logits: Vec<f32> = model.logits(x, false).into_data().convert::<f32>().to_vec().expect("f32");
+        let logits: Vec<f32> = model
+            .logits(x, false)
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .expect("f32");
         for (row, &label) in logits.chunks(classes).zip(&labels) {
             let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
-            let lse = max + row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+            let lse = max
+                + row
+                    .iter()
+                    .map(|&v| (v as f64 - max).exp())
+                    .sum::<f64>()
+                    .ln();
             loss += lse - row[label as usize] as f64;
         }
         top1 += correct_top_k(&logits, classes, &labels, 1);
@@ -404,26 +520,45 @@ pub fn evaluate<B: AutodiffBackend, M: TrainModel<B>>(
 
 /// Writes a checkpoint of the current position; a failure is reported and training goes on
 /// (the previous checkpoints stay intact).
-fn save<B: AutodiffBackend, M: TrainModel<B>>(ctx: &mut RunCtx, model: &M, opt: &RepOptimizer<B::InnerBackend>, state: &TrainState, best: bool) -> Option<String> {
+fn save<B: AutodiffBackend, M: TrainModel<B>>(
+    ctx: &mut RunCtx,
+    model: &M,
+    opt: &RepOptimizer<B::InnerBackend>,
+    state: &TrainState,
+    best: bool,
+) -> Option<String> {
     let dir = ctx.dir.join(CKPT_DIR);
     let name = checkpoint::file_name(state.epoch, state.global_iter);
-    let ckpt = Checkpoint { state: state.clone(), model: named_tensors::<B, M>(model), optim: opt.state_tensors() };
+    let ckpt = Checkpoint {
+        state: state.clone(),
+        model: named_tensors::<B, M>(model),
+        optim: opt.state_tensors(),
+    };
     if let Err(e) = checkpoint::write(&dir.join(&name), &ckpt) {
-        eprintln!("[{}] checkpoint failed (training goes on, earlier checkpoints are intact): {e}", ctx.run_id);
+        eprintln!(
+            "[{}] checkpoint failed (training goes on, earlier checkpoints are intact): {e}",
+            ctx.run_id
+        );
         return None;
     }
     if best {
         // Hard link under a temporary name, then rename: `best.ckpt` is always a whole file.
         let tmp = dir.join(".best.ckpt.tmp");
         let _ = std::fs::remove_file(&tmp);
-        let linked = std::fs::hard_link(dir.join(&name), &tmp).and_then(|_| std::fs::rename(&tmp, dir.join(checkpoint::BEST)));
+        let linked = std::fs::hard_link(dir.join(&name), &tmp)
+            .and_then(|_| std::fs::rename(&tmp, dir.join(checkpoint::BEST)));
         if let Err(e) = linked {
             eprintln!("[{}] cannot update {}: {e}", ctx.run_id, checkpoint::BEST);
         }
     }
     checkpoint::prune(&dir, ctx.profile.checkpoint.keep_last);
     let rel = format!("{CKPT_DIR}/{name}");
-    ctx.emit(EventBody::Checkpoint(events::CheckpointEvent { epoch: state.epoch, global_iter: state.global_iter, path: rel.clone(), best }));
+    ctx.emit(EventBody::Checkpoint(events::CheckpointEvent {
+        epoch: state.epoch,
+        global_iter: state.global_iter,
+        path: rel.clone(),
+        best,
+    }));
     Some(rel)
 }
 

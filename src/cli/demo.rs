@@ -1,0 +1,50 @@
+//! `repopt-tui demo`: the whole method end to end on the CPU in a few minutes, from profiles
+//! built into the binary: a Hyper-Search of the small T1 model on the synthetic data set, then
+//! RepOpt-VGG T1 trained with the RepOptimizer built from the scales it found.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::train::{RunOptions, RunOutcome, run};
+
+/// The shipped demo profiles, embedded so the demo runs from any directory.
+pub const DEMO_HS: &str = include_str!("../../profiles/demo-hs.ron");
+pub const DEMO_TARGET: &str = include_str!("../../profiles/demo-target.ron");
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {}
+
+pub fn run_demo(_args: DemoArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
+    let dir = tempfile_dir()?;
+    for (name, text) in [("demo-hs", DEMO_HS), ("demo-target", DEMO_TARGET)] {
+        let profile = dir.join(format!("{name}.ron"));
+        std::fs::write(&profile, text)
+            .with_context(|| format!("cannot write {}", profile.display()))?;
+        let outcome = run(RunOptions {
+            profile,
+            resume: false,
+            checkpoint: None,
+            run_id: None,
+            runs_dir: runs_dir.clone(),
+            stop_after: None,
+        })?;
+        if outcome != RunOutcome::Finished {
+            println!("demo: {name} did not finish ({outcome:?})");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    println!(
+        "demo: done. Runs are in {}; watch or compare them with `repopt-tui` (the dashboard).",
+        runs_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("repopt-tui-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
