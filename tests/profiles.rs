@@ -36,10 +36,16 @@ fn official_recipes_are_the_papers() {
     let b1 = RunProfile::load(&dir.join("b1.ron")).unwrap();
     assert_eq!(b1.total_batch(), 256);
     let s = b1.schedule(5005);
-    assert_eq!((s.base_lr, s.warmup_iters, s.total_iters), (0.1, 5 * 5005, 120 * 5005));
+    assert_eq!(
+        (s.base_lr, s.warmup_iters, s.total_iters),
+        (0.1, 5 * 5005, 120 * 5005)
+    );
     assert_eq!(b1.recipe.label_smoothing, 0.1);
     let hs = RunProfile::load(&dir.join("hs-b1-cifar100.ron")).unwrap();
-    assert_eq!((hs.recipe.epochs, hs.total_batch(), hs.recipe.grad_clip), (240, 256, Some(5.0)));
+    assert_eq!(
+        (hs.recipe.epochs, hs.total_batch(), hs.recipe.grad_clip),
+        (240, 256, Some(5.0))
+    );
 }
 
 #[test]
@@ -47,7 +53,8 @@ fn every_shipped_scales_profile_fits_its_variant() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/scales");
     for file in ron_files(&dir) {
         let p = ScalesProfile::load(&file).unwrap_or_else(|e| panic!("{e}"));
-        p.check(&variant(&p.variant).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        p.check(&variant(&p.variant).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     }
 }
 
@@ -58,9 +65,23 @@ fn every_invalid_profile_fails_with_its_message() {
     assert!(files.len() >= 10);
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        let expect = text.lines().next().and_then(|l| l.strip_prefix("// expect: ")).expect("first line: // expect: <message>");
-        let err = RunProfile::load(&file).err().unwrap_or_else(|| panic!("{} was accepted", file.display())).to_string();
-        assert!(err.contains(expect), "{}: expected '{expect}' in '{err}'", file.display());
-        assert!(err.contains(file.file_name().unwrap().to_str().unwrap()), "the error names the file: {err}");
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("// expect: "))
+            .expect("first line: // expect: <message>");
+        let err = RunProfile::load(&file)
+            .err()
+            .unwrap_or_else(|| panic!("{} was accepted", file.display()))
+            .to_string();
+        assert!(
+            err.contains(expect),
+            "{}: expected '{expect}' in '{err}'",
+            file.display()
+        );
+        assert!(
+            err.contains(file.file_name().unwrap().to_str().unwrap()),
+            "the error names the file: {err}"
+        );
     }
 }

@@ -444,3 +444,220 @@ fn hs_then_target_on_cifar10_images_learn_and_chain() {
             .any(|e| matches!(e.body, EventBody::Scales(_)))
     );
 }
+
+fn last_eval_top1(dir: &Path) -> f64 {
+    events(dir)
+        .iter()
+        .filter_map(|e| {
+            if let EventBody::Eval(v) = &e.body {
+                Some(v.top1)
+            } else {
+                None
+            }
+        })
+        .last()
+        .unwrap()
+}
+
+fn eval_top1(stdout: &[u8]) -> f64 {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("top-1"))
+        .unwrap_or_else(|| panic!("{text}"));
+    line.split("top-1 ")
+        .nth(1)
+        .unwrap()
+        .split('%')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn export_and_eval_reproduce_the_runs_accuracy_and_read_official_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+    for (id, kind) in [("abl", "Ablation"), ("base", "Baseline")] {
+        let profile = tiny_profile(tmp.path(), id, kind, "");
+        assert!(
+            run(&[
+                "--profile",
+                profile.to_str().unwrap(),
+                "--runs-dir",
+                runs_s,
+                "--run-id",
+                id
+            ])
+            .status
+            .success()
+        );
+    }
+    // Export the ablation run's newest checkpoint and evaluate it.
+    let dir = runs.join("abl");
+    let exported = tmp.path().join("abl.safetensors");
+    assert!(
+        run(&[
+            "export",
+            dir.to_str().unwrap(),
+            "-o",
+            exported.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let frozen = dir.join("profile.ron");
+    let out = run(&[
+        "eval",
+        "--profile",
+        frozen.to_str().unwrap(),
+        "--weights",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert_eq!(
+        eval_top1(&out.stdout),
+        (last_eval_top1(&dir) * 100.0).round() / 100.0
+    );
+    let (_, tensors) =
+        repopt_tui::interop::safetensors::from_bytes(&std::fs::read(&exported).unwrap()).unwrap();
+    assert!(
+        tensors.iter().any(|(n, _)| n == "stage1.0.conv.weight")
+            && tensors.iter().any(|(n, _)| n == "stage0.bn.running_var")
+    );
+
+    // The baseline wrote its deploy form, which evaluates like the training form.
+    let base = runs.join("base");
+    let deploy = base.join("deploy.safetensors");
+    let out = run(&[
+        "eval",
+        "--profile",
+        base.join("profile.ron").to_str().unwrap(),
+        "--weights",
+        deploy.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deploy T0"));
+    assert_eq!(
+        eval_top1(&out.stdout),
+        (last_eval_top1(&base) * 100.0).round() / 100.0
+    );
+    let out = run(&[
+        "export",
+        base.to_str().unwrap(),
+        "--deploy",
+        "-o",
+        tmp.path().join("d.safetensors").to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+
+    // An official PyTorch checkpoint (T0 target, 10 classes) evaluates on a matching profile.
+    let p10 = tmp.path().join("ten.ron");
+    std::fs::write(
+        &p10,
+        std::fs::read_to_string(tiny_profile(tmp.path(), "t", "Ablation", ""))
+            .unwrap()
+            .replace("classes: 4", "classes: 10"),
+    )
+    .unwrap();
+    let pth = common::fixture("pth/t0-target.pth");
+    let out = run(&[
+        "eval",
+        "--profile",
+        p10.to_str().unwrap(),
+        "--weights",
+        pth.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    // …and the wrong model kind is refused by name.
+    let out = run(&[
+        "eval",
+        "--profile",
+        p10.to_str().unwrap(),
+        "--weights",
+        common::fixture("pth/t0-repvgg.pth").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not fit the target model"));
+}
+
+#[test]
+fn a_diverging_loss_is_recorded_as_failed_and_the_last_good_checkpoint_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let text = std::fs::read_to_string(tiny_profile(tmp.path(), "x", "Ablation", ""))
+        .unwrap()
+        .replace("lr: 0.05,", "lr: 1e12,")
+        .replace("warmup_epochs: 0.5,", "");
+    let profile = tmp.path().join("diverge.ron");
+    std::fs::write(&profile, text).unwrap();
+    let out = run(&[
+        "--profile",
+        profile.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--run-id",
+        "nan",
+    ]);
+    assert!(!out.status.success(), "a failed run exits non-zero");
+    let ev = events(&runs.join("nan"));
+    let failed = ev
+        .iter()
+        .find_map(|e| {
+            if let EventBody::Failed(f) = &e.body {
+                Some(f.message.clone())
+            } else {
+                None
+            }
+        })
+        .expect("failed event");
+    assert!(
+        failed.contains("the loss became") && failed.contains("Lower the learning rate"),
+        "{failed}"
+    );
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e.body, EventBody::Checkpoint(_))),
+        "nothing is checkpointed after a NaN"
+    );
+}
+
+#[test]
+fn a_failed_checkpoint_write_is_reported_and_training_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let profile = tiny_profile(
+        tmp.path(),
+        "tiny",
+        "Ablation",
+        "checkpoint: (keep_last: 5),",
+    );
+    // A directory where the second epoch's checkpoint file would go makes that write fail,
+    // as a full disk or a permission problem would.
+    let blocked = runs.join("blocked/ckpt/e0002-i000000012.ckpt");
+    std::fs::create_dir_all(&blocked).unwrap();
+    let out = run(&[
+        "--profile",
+        profile.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--run-id",
+        "blocked",
+    ]);
+    assert!(out.status.success(), "the run still finishes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("checkpoint failed") && stderr.contains("e0002-i000000012.ckpt"),
+        "{stderr}"
+    );
+    let first = runs.join("blocked/ckpt/e0001-i000000006.ckpt");
+    repopt_tui::train::checkpoint::read(&first).expect("the earlier checkpoint is intact");
+    let leftovers: Vec<_> = std::fs::read_dir(runs.join("blocked/ckpt"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary files left behind");
+}

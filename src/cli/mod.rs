@@ -6,6 +6,7 @@ pub mod demo;
 mod models;
 mod scales;
 mod verify;
+mod weights;
 
 use std::path::PathBuf;
 
@@ -56,6 +57,10 @@ pub enum Command {
     /// The method end to end on the CPU in minutes: a Hyper-Search on synthetic data, then
     /// RepOpt-VGG trained with the scales it found (profiles built in).
     Demo(demo::DemoArgs),
+    /// Evaluate weights (official .pth, safetensors or a checkpoint) on a profile's validation data.
+    Eval(weights::EvalArgs),
+    /// Export a run's weights as safetensors with the official PyTorch names.
+    Export(weights::ExportArgs),
     /// Benchmarks: training steps of the models.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -69,6 +74,8 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         Some(Command::Models(args)) => models::run(args),
         Some(Command::Verify(args)) => verify::run(args),
         Some(Command::Bench(cmd)) => bench::run(cmd),
+        Some(Command::Eval(args)) => weights::eval(args),
+        Some(Command::Export(args)) => weights::export(args),
         Some(Command::Demo(args)) => demo::run_demo(args, cli.runs_dir),
         None => match cli.profile {
             Some(profile) => {

@@ -487,13 +487,21 @@ pub fn evaluate<B: AutodiffBackend, M: TrainModel<B>>(
     classes: usize,
     device: &B::Device,
 ) -> anyhow::Result<(f64, f64, f64)> {
-    use crate::model::Classifier;
-    let model = model.valid();
+    evaluate_inner::<B::InnerBackend, _>(&model.valid(), loader, classes, device)
+}
+
+/// [`evaluate`] for a model on any backend (no autodiff).
+pub fn evaluate_inner<B: burn::tensor::backend::Backend, M: crate::model::Classifier<B>>(
+    model: &M,
+    loader: &Loader,
+    classes: usize,
+    device: &B::Device,
+) -> anyhow::Result<(f64, f64, f64)> {
     let (mut loss, mut top1, mut top5, mut n) = (0.0f64, 0usize, 0usize, 0usize);
     for batch in loader.epoch(0, 0) {
         let batch = batch?;
         let labels = batch.labels.clone();
-        let (x, _) = batch.into_tensors::<B::InnerBackend>(device);
+        let (x, _) = batch.into_tensors::<B>(device);
         let logits: Vec<f32> = model
             .logits(x, false)
             .into_data()

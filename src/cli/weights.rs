@@ -1,0 +1,279 @@
+//! `repopt-tui eval` and `repopt-tui export`: trained weights in and out, with the official
+//! PyTorch names.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use burn::module::Module;
+use burn::tensor::TensorData;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use clap::Args;
+
+use crate::data::{Loader, LoaderConfig};
+use crate::device::{BackendTask, DeviceSpec, dispatch};
+use crate::interop::load_state_dict;
+use crate::model::fuse::to_deploy;
+use crate::model::params::{describe_load_errors, load_named};
+use crate::model::{Classifier, DeployNet, HsNet, ModelKind, RepVggNet, TargetNet, Variant};
+use crate::profile::RunProfile;
+use crate::train::checkpoint;
+use crate::train::hooks::save_safetensors;
+use crate::train::trainer::evaluate_inner;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The run profile: model variant and kind, and the data set whose validation split is used.
+    #[arg(long, value_name = "FILE.ron")]
+    profile: PathBuf,
+    /// Weights: an official PyTorch state dict (.pth), safetensors, or a checkpoint (.ckpt).
+    #[arg(long, value_name = "FILE")]
+    weights: PathBuf,
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// Evaluation batch size (default: the profile's).
+    #[arg(long)]
+    batch: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A checkpoint file, or a run directory (its newest valid checkpoint).
+    source: PathBuf,
+    /// The safetensors file to write.
+    #[arg(short, long, value_name = "FILE.safetensors")]
+    output: PathBuf,
+    /// RepVGG runs: convert to the deploy form (one 3x3 conv with bias per block) first.
+    #[arg(long)]
+    deploy: bool,
+}
+
+/// Named tensors from any supported weights file.
+fn read_weights(path: &Path) -> anyhow::Result<HashMap<String, TensorData>> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    Ok(match ext {
+        "ckpt" => checkpoint::read(path)?.model.into_iter().collect(),
+        "safetensors" => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            crate::interop::safetensors::from_bytes(&bytes)
+                .map_err(|e| {
+                    anyhow::anyhow!("{}: not a readable safetensors file: {e}", path.display())
+                })?
+                .1
+                .into_iter()
+                .collect()
+        }
+        _ => crate::interop::read_pth(path)?
+            .into_iter()
+            .filter(|(k, _)| !k.ends_with(".num_batches_tracked"))
+            .map(|(k, t)| (k, TensorData::new(t.values, t.shape)))
+            .collect(),
+    })
+}
+
+fn load<B: Backend, M: Module<B>>(
+    model: M,
+    path: &Path,
+    tensors: HashMap<String, TensorData>,
+    kind: &str,
+    device: &B::Device,
+) -> anyhow::Result<M> {
+    if path.extension().is_some_and(|e| e == "pth") {
+        return Ok(load_state_dict(model, path, kind, device)?);
+    }
+    load_named(model, tensors, device).map_err(|errors| {
+        anyhow::anyhow!(
+            "{} does not fit the {kind} model:\n{}",
+            path.display(),
+            describe_load_errors(&errors, 8)
+        )
+    })
+}
+
+struct EvalTask {
+    variant: Variant,
+    kind: ModelKind,
+    classes: usize,
+    weights: PathBuf,
+    tensors: HashMap<String, TensorData>,
+    loader: Loader,
+}
+
+impl BackendTask for EvalTask {
+    type Output = anyhow::Result<(f64, f64, f64)>;
+    fn run<AB: AutodiffBackend>(self, devices: Vec<AB::Device>) -> Self::Output {
+        type I<AB> = <AB as AutodiffBackend>::InnerBackend;
+        let d = &devices[0];
+        let (v, c, w, t) = (&self.variant, self.classes, &self.weights, self.tensors);
+        fn eval<B: Backend, M: Classifier<B>>(
+            m: &M,
+            loader: &Loader,
+            classes: usize,
+            d: &B::Device,
+        ) -> anyhow::Result<(f64, f64, f64)> {
+            evaluate_inner(m, loader, classes, d)
+        }
+        match self.kind {
+            ModelKind::Target => eval(
+                &load(TargetNet::<I<AB>>::init(v, c, 0, d), w, t, "target", d)?,
+                &self.loader,
+                c,
+                d,
+            ),
+            ModelKind::Hs => eval(
+                &load(HsNet::<I<AB>>::init(v, c, 0, d), w, t, "HS", d)?,
+                &self.loader,
+                c,
+                d,
+            ),
+            ModelKind::RepVgg => eval(
+                &load(RepVggNet::<I<AB>>::init(v, c, 0, d), w, t, "RepVGG", d)?,
+                &self.loader,
+                c,
+                d,
+            ),
+            ModelKind::Deploy => eval(
+                &load(
+                    DeployNet::<I<AB>>::init(v, c, 0, d),
+                    w,
+                    t,
+                    "RepVGG deploy",
+                    d,
+                )?,
+                &self.loader,
+                c,
+                d,
+            ),
+        }
+    }
+}
+
+pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let profile = RunProfile::load(&args.profile)?;
+    let tensors = read_weights(&args.weights)?;
+    let mut kind = profile.kind.model();
+    // A RepVGG profile evaluates deploy-form weights too (they have one biased conv per block).
+    if kind == ModelKind::RepVgg && tensors.contains_key("stage0.conv.bias") {
+        kind = ModelKind::Deploy;
+    }
+    let data = crate::data::open(&profile.data)?;
+    let batch = args.batch.unwrap_or(
+        profile
+            .recipe
+            .eval_batch_size
+            .unwrap_or(profile.recipe.batch_size),
+    );
+    let loader = Loader::new(
+        data.val.clone(),
+        data.pipeline(profile.recipe.augment, false),
+        LoaderConfig::eval(batch, profile.recipe.workers),
+    );
+    println!(
+        "eval: {} {} weights {} on {} ({} images)",
+        kind.name(),
+        profile.variant,
+        args.weights.display(),
+        data.description,
+        data.val.len()
+    );
+    let task = EvalTask {
+        variant: profile.variant(),
+        kind,
+        classes: data.classes,
+        weights: args.weights.clone(),
+        tensors,
+        loader,
+    };
+    let (loss, top1, top5) = dispatch(&[args.device], task)??;
+    println!("loss {loss:.4}  top-1 {top1:.2}%  top-5 {top5:.2}%");
+    Ok(ExitCode::SUCCESS)
+}
+
+struct ExportTask {
+    profile: RunProfile,
+    classes: usize,
+    tensors: HashMap<String, TensorData>,
+    source: PathBuf,
+    output: PathBuf,
+    deploy: bool,
+}
+
+impl BackendTask for ExportTask {
+    type Output = anyhow::Result<()>;
+    fn run<AB: AutodiffBackend>(self, devices: Vec<AB::Device>) -> Self::Output {
+        type I<AB> = <AB as AutodiffBackend>::InnerBackend;
+        let d = &devices[0];
+        let v = self.profile.variant();
+        let kind = self.profile.kind.model();
+        let (c, s, t) = (self.classes, &self.source, self.tensors);
+        match (kind, self.deploy) {
+            (ModelKind::RepVgg, true) => {
+                let model = load(RepVggNet::<I<AB>>::init(&v, c, 0, d), s, t, "RepVGG", d)?;
+                save_safetensors::<I<AB>, _>(&to_deploy(model), &self.output, "repvgg-deploy")
+            }
+            (_, true) => bail!(
+                "--deploy converts RepVGG baseline runs; this is a {} run",
+                self.profile.kind.event_name()
+            ),
+            (ModelKind::Target, _) => save_safetensors::<I<AB>, _>(
+                &load(TargetNet::<I<AB>>::init(&v, c, 0, d), s, t, "target", d)?,
+                &self.output,
+                "target",
+            ),
+            (ModelKind::Hs, _) => save_safetensors::<I<AB>, _>(
+                &load(HsNet::<I<AB>>::init(&v, c, 0, d), s, t, "HS", d)?,
+                &self.output,
+                "hs",
+            ),
+            (_, _) => save_safetensors::<I<AB>, _>(
+                &load(RepVggNet::<I<AB>>::init(&v, c, 0, d), s, t, "RepVGG", d)?,
+                &self.output,
+                "repvgg",
+            ),
+        }
+    }
+}
+
+pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let (run_dir, ckpt_path) = if args.source.is_dir() {
+        let (found, rejected) =
+            checkpoint::newest_valid(&args.source.join(crate::rundir::CKPT_DIR));
+        for r in rejected {
+            eprintln!("warning: {r}");
+        }
+        let (path, _) = found.with_context(|| {
+            format!(
+                "{}: no valid checkpoint in its ckpt/",
+                args.source.display()
+            )
+        })?;
+        (args.source.clone(), path)
+    } else {
+        let dir = args
+            .source
+            .parent()
+            .and_then(Path::parent)
+            .context("a checkpoint lives in <run>/ckpt/")?
+            .to_path_buf();
+        (dir, args.source.clone())
+    };
+    let profile = RunProfile::load(&run_dir.join(crate::rundir::PROFILE_FILE))?;
+    let ckpt = checkpoint::read(&ckpt_path)?;
+    let task = ExportTask {
+        classes: ckpt.state.classes,
+        profile,
+        tensors: ckpt.model.into_iter().collect(),
+        source: ckpt_path.clone(),
+        output: args.output.clone(),
+        deploy: args.deploy,
+    };
+    dispatch(&[DeviceSpec::Cpu], task)??;
+    println!(
+        "wrote {} from {} (official PyTorch names)",
+        args.output.display(),
+        ckpt_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
