@@ -321,7 +321,7 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
             win_correct += correct;
             win_seen += images as u64;
 
-            if state.iter % profile.log_every == 0 || state.iter == ipe {
+            if state.iter.is_multiple_of(profile.log_every) || state.iter == ipe {
                 let secs = win_start.elapsed().as_secs_f64().max(1e-9);
                 let ips = win_seen as f64 / secs;
                 let done = state.global_iter as f64;
