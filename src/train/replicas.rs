@@ -11,6 +11,9 @@ use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 
+use crate::data::Batch;
+use crate::model::Classifier;
+use crate::model::loss::{correct_top_k, cross_entropy};
 use crate::model::params::PathStack;
 
 /// Parameter ids by name.
@@ -185,4 +188,50 @@ pub fn average_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
     };
     main.visit(&mut v);
     v.out
+}
+
+/// What one data-parallel forward/backward produced.
+pub struct StepOutput {
+    /// Gradients averaged over the devices, keyed by the main model's ids, on the main device.
+    pub grads: GradientsParams,
+    /// Sum of the per-image losses and the number of correct top-1 predictions.
+    pub loss_sum: f64,
+    pub correct: u64,
+    pub images: usize,
+}
+
+/// Forward and backward of one shard per device (shard r on device r: the main model for r = 0,
+/// replica r − 1 otherwise), gradients averaged on the main device.
+pub fn forward_backward<B: AutodiffBackend, M: AutodiffModule<B> + Classifier<B>>(
+    model: &M,
+    main_device: &B::Device,
+    replicas: &mut [Replica<B, M>],
+    main_ids: &HashMap<String, ParamId>,
+    shards: Vec<Batch>,
+    label_smoothing: f64,
+    classes: usize,
+) -> StepOutput {
+    let world = shards.len();
+    let (mut loss_sum, mut correct, mut images) = (0.0f64, 0u64, 0usize);
+    let mut grad_sets = Vec::with_capacity(world);
+    for (r, batch) in shards.into_iter().enumerate() {
+        let labels = batch.labels.clone();
+        let (device, m) = if r == 0 {
+            (main_device, model)
+        } else {
+            replicas[r - 1].sync_from(model);
+            (&replicas[r - 1].device, &replicas[r - 1].model)
+        };
+        let (x, y) = batch.into_tensors::<B>(device);
+        let logits = m.logits(x, true);
+        let loss = cross_entropy(logits.clone(), y, label_smoothing);
+        let grads = GradientsParams::from_grads(loss.backward(), m);
+        let host: Vec<f32> = logits.inner().into_data().convert::<f32>().to_vec().expect("f32");
+        correct += correct_top_k(&host, classes, &labels, 1) as u64;
+        loss_sum += burn::tensor::ElementConversion::elem::<f64>(loss.into_scalar()) * labels.len() as f64;
+        images += labels.len();
+        grad_sets.push(if r == 0 { grads } else { replicas[r - 1].grads_for_main(grads, main_ids, main_device) });
+    }
+    let grads = if world == 1 { grad_sets.pop().expect("one shard") } else { average_grads::<B, M>(model, grad_sets) };
+    StepOutput { grads, loss_sum, correct, images }
 }

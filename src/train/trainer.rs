@@ -7,14 +7,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
-use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::checkpoint::{self, Checkpoint, TrainState};
 use super::hooks::{TrainModel, scales_event};
-use super::replicas::{Replica, average_grads, param_ids};
+use super::replicas::{Replica, forward_backward, param_ids};
 use crate::data::{Loader, LoaderConfig, OpenedDataset};
-use crate::model::loss::{correct_top_k, cross_entropy};
+use crate::model::loss::correct_top_k;
 use crate::model::params::{load_named, named_tensors};
 use crate::optim::RepOptimizer;
 use crate::profile::{RunProfile, ScalesProfile};
@@ -258,39 +257,8 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
             let images: usize = shards.iter().map(|b| b.len()).sum();
 
             // Forward and backward per device; gradients averaged on the main device.
-            let (mut loss_sum, mut correct) = (0.0f64, 0u64);
-            let mut grad_sets = Vec::with_capacity(world);
-            for (r, batch) in shards.into_iter().enumerate() {
-                let labels = batch.labels.clone();
-                let (device, m) = if r == 0 {
-                    (&main_device, &model)
-                } else {
-                    replicas[r - 1].sync_from(&model);
-                    (&replicas[r - 1].device, &replicas[r - 1].model)
-                };
-                let (x, y) = batch.into_tensors::<B>(device);
-                let logits = m.logits(x, true);
-                let loss = cross_entropy(logits.clone(), y, recipe.label_smoothing);
-                let grads = GradientsParams::from_grads(loss.backward(), m);
-                let host: Vec<f32> = logits
-                    .inner()
-                    .into_data()
-                    .convert::<f32>()
-                    .to_vec()
-                    .expect("f32");
-                correct += correct_top_k(&host, ctx.data.classes, &labels, 1) as u64;
-                loss_sum += loss.into_scalar().elem_f64() * labels.len() as f64;
-                grad_sets.push(if r == 0 {
-                    grads
-                } else {
-                    replicas[r - 1].grads_for_main(grads, &main_ids, &main_device)
-                });
-            }
-            let grads = if world == 1 {
-                grad_sets.pop().expect("one set")
-            } else {
-                average_grads::<B, M>(&model, grad_sets)
-            };
+            let out = forward_backward(&model, &main_device, &mut replicas, &main_ids, shards, recipe.label_smoothing, ctx.data.classes);
+            let (grads, loss_sum, correct) = (out.grads, out.loss_sum, out.correct);
             let loss = loss_sum / images as f64;
             if !loss.is_finite() {
                 let last = checkpoint::list(&ctx.dir.join(CKPT_DIR))
@@ -470,15 +438,7 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
     Ok(RunOutcome::Finished)
 }
 
-trait ElemF64 {
-    fn elem_f64(self) -> f64;
-}
 
-impl<E: burn::tensor::ElementConversion> ElemF64 for E {
-    fn elem_f64(self) -> f64 {
-        self.elem::<f64>()
-    }
-}
 
 /// Validation loss (no label smoothing), top-1 and top-5 in percent, in evaluation mode.
 pub fn evaluate<B: AutodiffBackend, M: TrainModel<B>>(
