@@ -13,7 +13,7 @@ use super::Source;
 use super::rng::{STREAM_SYNTH, hash_words};
 
 /// Per-channel mean of the synthetic images (measured over 2,000 training samples at 32x32,
-/// 10 classes, seed 0; other sizes, class counts and seeds are within a few hundredths).
+/// 10 classes, seed 0; used for every synthetic configuration).
 pub const SYNTHETIC_MEAN: [f32; 3] = [0.464, 0.457, 0.465];
 /// Per-channel standard deviation of the synthetic images (same measurement).
 pub const SYNTHETIC_STD: [f32; 3] = [0.211, 0.207, 0.206];
