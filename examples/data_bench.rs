@@ -4,7 +4,10 @@
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().map(std::path::PathBuf::from);
+    let dir = args
+        .next()
+        .filter(|d| !d.is_empty() && d != "-")
+        .map(std::path::PathBuf::from);
     let threads: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1);
     let seconds: f64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(3.0);
     print!(

@@ -67,5 +67,13 @@ fn main() -> anyhow::Result<()> {
         randaug::rand_augment(&mut img, &mut rng);
         std::hint::black_box(img);
     });
+    for op in randaug::OPS {
+        time(&format!("  op {op:?}"), &mut |i| {
+            let mut img = out224.clone();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i as u64);
+            randaug::apply_op(&mut img, op, 7, i % 2 == 0, &mut rng);
+            std::hint::black_box(img);
+        });
+    }
     Ok(())
 }

@@ -22,6 +22,7 @@ use super::transform::Pipeline;
 
 /// How a loader batches, shuffles and shards.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LoaderConfig {
     /// Images per batch on this rank.
     pub batch_size: usize,

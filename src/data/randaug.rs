@@ -149,13 +149,8 @@ pub fn apply_op<R: Rng>(img: &mut RgbImage, op: Op, m: u32, negative: bool, rng:
 #[inline]
 fn blend_px(deg: u8, v: u8, factor: f32) -> u8 {
     let t = deg as f32 + factor * (v as f32 - deg as f32);
-    if t <= 0.0 {
-        0
-    } else if t >= 255.0 {
-        255
-    } else {
-        t as u8
-    }
+    // Saturating float -> u8 cast: 0 below 0, 255 above 255, truncation between.
+    t as u8
 }
 
 fn lut_all(img: &mut RgbImage, f: impl Fn(u8) -> u8) {
@@ -235,11 +230,18 @@ fn luma(p: &[u8]) -> u8 {
 }
 
 fn color(img: &mut RgbImage, factor: f32) {
-    for p in img.chunks_exact_mut(3) {
-        let l = luma(p);
-        p[0] = blend_px(l, p[0], factor);
-        p[1] = blend_px(l, p[1], factor);
-        p[2] = blend_px(l, p[2], factor);
+    // Degenerate image: the luma replicated over R, G, B; then one flat, vectorizable blend.
+    let mut grey = vec![0u8; img.as_raw().len()];
+    for (g, p) in grey.chunks_exact_mut(3).zip(img.as_raw().chunks_exact(3)) {
+        g.fill(luma(p));
+    }
+    blend_slices(&grey, img.as_mut(), factor);
+}
+
+/// `dst = blend(deg, dst, factor)` element-wise (PIL `Image.blend` semantics).
+fn blend_slices(deg: &[u8], dst: &mut [u8], factor: f32) {
+    for (d, &g) in dst.iter_mut().zip(deg) {
+        *d = blend_px(g, *d, factor);
     }
 }
 
@@ -251,33 +253,36 @@ fn contrast(img: &mut RgbImage, factor: f32) {
 }
 
 /// PIL `ImageEnhance.Sharpness`: blend with the SMOOTH-filtered image (3x3 kernel
-/// [1 1 1; 1 5 1; 1 1 1] / 13, border pixels unfiltered).
+/// [1 1 1; 1 5 1; 1 1 1] / 13, rounded; border pixels unfiltered).
 fn sharpness(img: &mut RgbImage, factor: f32) {
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w < 3 || h < 3 {
         return;
     }
-    let src = img.as_raw().clone();
-    let out = img.as_mut();
     let stride = w * 3;
-    for y in 1..h - 1 {
-        for x in 1..w - 1 {
-            for c in 0..3 {
-                let i = y * stride + x * 3 + c;
-                let s = src[i - stride - 3] as u32
-                    + src[i - stride] as u32
-                    + src[i - stride + 3] as u32
-                    + src[i - 3] as u32
-                    + 5 * src[i] as u32
-                    + src[i + 3] as u32
-                    + src[i + stride - 3] as u32
-                    + src[i + stride] as u32
-                    + src[i + stride + 3] as u32;
-                let smooth = ((s as f32 / 13.0) + 0.5) as u8;
-                out[i] = blend_px(smooth, src[i], factor);
+    // The smoothed image (borders keep the original values), built row by row with flat,
+    // vectorizable loops over the interleaved bytes (neighbours are 3 bytes apart).
+    let mut smooth = img.as_raw().clone();
+    {
+        let src = img.as_raw();
+        let mut sums = vec![0u16; stride];
+        for y in 1..h - 1 {
+            let up = &src[(y - 1) * stride..y * stride];
+            let cur = &src[y * stride..(y + 1) * stride];
+            let dn = &src[(y + 1) * stride..(y + 2) * stride];
+            // Centre column of the kernel: 1, 5, 1.
+            for i in 0..stride {
+                sums[i] = up[i] as u16 + 5 * cur[i] as u16 + dn[i] as u16;
+            }
+            let row = &mut smooth[y * stride..(y + 1) * stride];
+            for i in 3..stride - 3 {
+                let col = |j: usize| up[j] as u16 + cur[j] as u16 + dn[j] as u16;
+                let s = col(i - 3) + sums[i] + col(i + 3);
+                row[i] = ((2 * s as u32 + 13) / 26) as u8;
             }
         }
     }
+    blend_slices(&smooth, img.as_mut(), factor);
 }
 
 /// PIL `Image.transform(size, AFFINE, (a, b, c, d, e, f), NEAREST, fillcolor=grey)`: output

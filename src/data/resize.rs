@@ -194,6 +194,66 @@ unsafe fn horizontal_row_sse41(
     }
 }
 
+/// `R` (2 or 4) rows of the horizontal pass at once: each pair of rows shares one 256-bit
+/// accumulator (4 lanes per row: R, G, B and a spare), all rows share the taps.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn horizontal_rows_avx2<const R: usize>(
+    src: [&[u8]; R],
+    dst: [&mut [u8]; R],
+    c: &Coeffs,
+    x0: usize,
+    w: usize,
+    col0: usize,
+) {
+    use std::arch::x86_64::*;
+    let len = src[0].len();
+    assert!(R.is_multiple_of(2) && src.iter().all(|s| s.len() == len));
+    assert!(dst.iter().all(|d| d.len() >= w * 3 + 4));
+    for xo in 0..w {
+        let xx = x0 + xo;
+        let n = c.count[xx];
+        let taps = &c.k[xx * c.ksize..xx * c.ksize + n];
+        let first = (c.start[xx] - col0) * 3;
+        assert!(first + n * 3 < len);
+        let mut acc = [_mm256_set1_epi32(HALF); 2];
+        for (j, &k) in taps.iter().enumerate() {
+            let kv = _mm256_set1_epi32(k);
+            for (p, a) in acc.iter_mut().enumerate().take(R / 2) {
+                // SAFETY: first + 3j + 4 <= first + 3n + 1 <= len (asserted; n >= j + 1).
+                let (lo, hi) = unsafe {
+                    (
+                        std::ptr::read_unaligned(
+                            src[2 * p].as_ptr().add(first + j * 3) as *const i32
+                        ),
+                        std::ptr::read_unaligned(
+                            src[2 * p + 1].as_ptr().add(first + j * 3) as *const i32
+                        ),
+                    )
+                };
+                let px = _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, hi, lo));
+                *a = _mm256_add_epi32(*a, _mm256_mullo_epi32(px, kv));
+            }
+        }
+        for (p, a) in acc.iter().enumerate().take(R / 2) {
+            let v = _mm256_srai_epi32(*a, PRECISION_BITS as i32);
+            let v16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+            let v8 = _mm_packus_epi16(v16, v16);
+            // SAFETY: xo * 3 + 4 <= w * 3 + 4 <= dst lengths (asserted above).
+            unsafe {
+                std::ptr::write_unaligned(
+                    dst[2 * p].as_mut_ptr().add(xo * 3) as *mut i32,
+                    _mm_cvtsi128_si32(v8),
+                );
+                std::ptr::write_unaligned(
+                    dst[2 * p + 1].as_mut_ptr().add(xo * 3) as *mut i32,
+                    _mm_extract_epi32(v8, 1),
+                );
+            }
+        }
+    }
+}
+
 #[inline(always)]
 fn resize_impl(src: &RgbImage, rect: Rect, out_w: usize, out_h: usize, win: Rect, out: &mut [u8]) {
     let sw = src.width() as usize;
@@ -228,13 +288,48 @@ fn resize_impl(src: &RgbImage, rect: Rect, out_w: usize, out_h: usize, win: Rect
         let ncols = cols_last - cols_first;
         // Padded copies of one source row and one output row: the SIMD path moves pixels
         // as 4-byte words.
-        let mut srow = vec![0u8; ncols * 3 + 4];
-        let mut drow = vec![0u8; line + 4];
-        for r in 0..tmp_rows {
+        const RB: usize = 4;
+        let mut srows = vec![vec![0u8; ncols * 3 + 4]; RB];
+        let mut drows = vec![vec![0u8; line + 4]; RB];
+        let mut r = 0;
+        // RB rows at a time where AVX2 is available (same taps for all rows).
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            while r + RB <= tmp_rows {
+                for (i, sr) in srows.iter_mut().enumerate() {
+                    let from = (rect.y + row_first + r + i) * stride + (rect.x + cols_first) * 3;
+                    sr[..ncols * 3].copy_from_slice(&data[from..from + ncols * 3]);
+                }
+                let [s0, s1, s2, s3] = &srows[..] else {
+                    unreachable!()
+                };
+                let [d0, d1, d2, d3] = &mut drows[..] else {
+                    unreachable!()
+                };
+                // SAFETY: AVX2 is available (checked above); the rows have the spare bytes.
+                unsafe {
+                    horizontal_rows_avx2::<4>(
+                        [s0, s1, s2, s3],
+                        [d0, d1, d2, d3],
+                        &ch,
+                        win.x,
+                        win.w,
+                        cols_first,
+                    )
+                };
+                for (i, dr) in drows.iter().enumerate() {
+                    t[(r + i) * line..(r + i + 1) * line].copy_from_slice(&dr[..line]);
+                }
+                r += RB;
+            }
+        }
+        let (srow, drow) = (&mut srows[0], &mut drows[0]);
+        while r < tmp_rows {
             let from = (rect.y + row_first + r) * stride + (rect.x + cols_first) * 3;
             srow[..ncols * 3].copy_from_slice(&data[from..from + ncols * 3]);
-            horizontal_row(&srow, &mut drow, &ch, win.x, win.w, cols_first);
+            horizontal_row(srow, drow, &ch, win.x, win.w, cols_first);
             t[r * line..(r + 1) * line].copy_from_slice(&drow[..line]);
+            r += 1;
         }
         if !need_v {
             out.copy_from_slice(&t);
