@@ -15,6 +15,17 @@ use crate::model::{ModelKind, variant};
 pub enum BenchCommand {
     /// Seconds per training step and images/s of the target, RepVGG and HS models.
     Model(ModelArgs),
+    /// Images/s per worker thread of the CIFAR and ImageNet input pipelines.
+    Data {
+        /// Folder of JPEG photos (default: ../shared/data/imagenet-samples).
+        #[arg(long)]
+        samples: Option<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Seconds per pipeline.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -61,6 +72,17 @@ impl BackendTask for ModelTask {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Model(args) => model(args),
+        BenchCommand::Data {
+            samples,
+            threads,
+            seconds,
+        } => {
+            print!(
+                "{}",
+                crate::data::data_bench_command(samples.as_deref(), threads, seconds)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -57,6 +57,9 @@ pub enum Command {
     /// The method end to end on the CPU in minutes: a Hyper-Search on synthetic data, then
     /// RepOpt-VGG trained with the scales it found (profiles built in).
     Demo(demo::DemoArgs),
+    /// Data sets: what a spec resolves to, and a full read of every image.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Evaluate weights (official .pth, safetensors or a checkpoint) on a profile's validation data.
     Eval(weights::EvalArgs),
     /// Export a run's weights as safetensors with the official PyTorch names.
@@ -64,6 +67,25 @@ pub enum Command {
     /// Benchmarks: training steps of the models.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Kind, path, images per split, classes and image size of a data set spec: `cifar10:PATH`,
+    /// `cifar100:PATH`, `folder:PATH[,size=224]`, `synthetic:classes=10,size=32`, or a run profile.
+    Show { spec: String },
+    /// Decode every image of a data set spec (finds corrupt files before a long run).
+    Verify { spec: String },
+}
+
+/// A data spec argument may also be a run profile: its `data` section is used.
+fn data_spec_arg(spec: &str) -> anyhow::Result<String> {
+    if spec.ends_with(".ron") && std::path::Path::new(spec).is_file() {
+        let profile = crate::profile::RunProfile::load(std::path::Path::new(spec))?;
+        // Plain RON (explicit `Some`), the form the data spec parser reads.
+        return Ok(ron::to_string(&profile.data)?);
+    }
+    Ok(spec.to_string())
 }
 
 /// Parses the command line and runs it. Errors are printed by `main` as one clear line.
@@ -74,6 +96,20 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         Some(Command::Models(args)) => models::run(args),
         Some(Command::Verify(args)) => verify::run(args),
         Some(Command::Bench(cmd)) => bench::run(cmd),
+        Some(Command::Data(DataCommand::Show { spec })) => {
+            print!(
+                "{}",
+                crate::data::data_show_command(&data_spec_arg(&spec)?)?
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Some(Command::Data(DataCommand::Verify { spec })) => {
+            print!(
+                "{}",
+                crate::data::data_verify_command(&data_spec_arg(&spec)?)?
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Some(Command::Eval(args)) => weights::eval(args),
         Some(Command::Export(args)) => weights::export(args),
         Some(Command::Demo(args)) => demo::run_demo(args, cli.runs_dir),

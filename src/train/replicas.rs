@@ -226,12 +226,31 @@ pub fn forward_backward<B: AutodiffBackend, M: AutodiffModule<B> + Classifier<B>
         let logits = m.logits(x, true);
         let loss = cross_entropy(logits.clone(), y, label_smoothing);
         let grads = GradientsParams::from_grads(loss.backward(), m);
-        let host: Vec<f32> = logits.inner().into_data().convert::<f32>().to_vec().expect("f32");
+        let host: Vec<f32> = logits
+            .inner()
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .expect("f32");
         correct += correct_top_k(&host, classes, &labels, 1) as u64;
-        loss_sum += burn::tensor::ElementConversion::elem::<f64>(loss.into_scalar()) * labels.len() as f64;
+        loss_sum +=
+            burn::tensor::ElementConversion::elem::<f64>(loss.into_scalar()) * labels.len() as f64;
         images += labels.len();
-        grad_sets.push(if r == 0 { grads } else { replicas[r - 1].grads_for_main(grads, main_ids, main_device) });
+        grad_sets.push(if r == 0 {
+            grads
+        } else {
+            replicas[r - 1].grads_for_main(grads, main_ids, main_device)
+        });
     }
-    let grads = if world == 1 { grad_sets.pop().expect("one shard") } else { average_grads::<B, M>(model, grad_sets) };
-    StepOutput { grads, loss_sum, correct, images }
+    let grads = if world == 1 {
+        grad_sets.pop().expect("one shard")
+    } else {
+        average_grads::<B, M>(model, grad_sets)
+    };
+    StepOutput {
+        grads,
+        loss_sum,
+        correct,
+        images,
+    }
 }

@@ -257,7 +257,15 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
             let images: usize = shards.iter().map(|b| b.len()).sum();
 
             // Forward and backward per device; gradients averaged on the main device.
-            let out = forward_backward(&model, &main_device, &mut replicas, &main_ids, shards, recipe.label_smoothing, ctx.data.classes);
+            let out = forward_backward(
+                &model,
+                &main_device,
+                &mut replicas,
+                &main_ids,
+                shards,
+                recipe.label_smoothing,
+                ctx.data.classes,
+            );
             let (grads, loss_sum, correct) = (out.grads, out.loss_sum, out.correct);
             let loss = loss_sum / images as f64;
             if !loss.is_finite() {
@@ -437,8 +445,6 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
     ));
     Ok(RunOutcome::Finished)
 }
-
-
 
 /// Validation loss (no label smoothing), top-1 and top-5 in percent, in evaluation mode.
 pub fn evaluate<B: AutodiffBackend, M: TrainModel<B>>(
