@@ -4,6 +4,7 @@
 mod bench;
 pub mod demo;
 mod models;
+mod probe;
 mod scales;
 mod verify;
 mod weights;
@@ -64,6 +65,11 @@ pub enum Command {
     Eval(weights::EvalArgs),
     /// Export a run's weights as safetensors with the official PyTorch names.
     Export(weights::ExportArgs),
+    /// The largest batch whose training step fits, for RepOpt-VGG, RepVGG and HS (Table 2).
+    Probe(probe::ProbeArgs),
+    /// One trial of the probe, run in a child process.
+    #[command(hide = true)]
+    ProbeTrial(probe::TrialArgs),
     /// Benchmarks: training steps of the models.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -110,6 +116,8 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
             );
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Some(Command::Probe(args)) => probe::probe(args, cli.runs_dir),
+        Some(Command::ProbeTrial(args)) => probe::trial(args),
         Some(Command::Eval(args)) => weights::eval(args),
         Some(Command::Export(args)) => weights::export(args),
         Some(Command::Demo(args)) => demo::run_demo(args, cli.runs_dir),

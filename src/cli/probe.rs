@@ -1,0 +1,306 @@
+//! `repopt-tui probe` and its hidden child `repopt-tui probe-trial`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use burn::tensor::backend::AutodiffBackend;
+use clap::Args;
+
+use crate::device::{BackendTask, DeviceSpec, dispatch};
+use crate::model::{ModelKind, Variant, variant};
+use crate::probe::{
+    ModelProbe, ProbeConfig, Trial, alloc, parse_size, run_trial, search, trial_exe,
+    trial_in_process,
+};
+use crate::profile::RunProfile;
+use crate::rundir::events::{self, EventBody};
+use crate::rundir::{EventWriter, RunLock};
+
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    /// The run profile whose variant, input size, classes and first device are probed.
+    #[arg(long, value_name = "FILE.ron")]
+    profile: PathBuf,
+    /// Comma-separated: target, repvgg, hs.
+    #[arg(long, default_value = "target,repvgg,hs")]
+    models: String,
+    /// Device (default: the profile's first).
+    #[arg(long)]
+    device: Option<DeviceSpec>,
+    /// CPU: the heap budget of a training step (e.g. 11GiB, 512MiB). GPUs use their memory.
+    #[arg(long)]
+    memory_limit: Option<String>,
+    /// Override the profile's variant (e.g. probe A0 with an ImageNet profile).
+    #[arg(long)]
+    variant: Option<String>,
+    /// Override the input resolution.
+    #[arg(long)]
+    resolution: Option<usize>,
+    /// Upper end of the search.
+    #[arg(long, default_value_t = 4096)]
+    max_batch: usize,
+    /// Timed steps per trial.
+    #[arg(long, default_value_t = 2)]
+    steps: usize,
+    /// Seconds after which a trial counts as not fitting.
+    #[arg(long, default_value_t = 900)]
+    trial_timeout: u64,
+    /// CPU threads of each trial (default: all cores). With 1 thread the CPU peak is exactly
+    /// reproducible; with several, concurrent scratch buffers move it by a few percent.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Run id of the directory the `probe` events go to (default: probe-<profile>-<time>).
+    #[arg(long)]
+    run_id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TrialArgs {
+    #[arg(long)]
+    variant: String,
+    #[arg(long)]
+    model: String,
+    #[arg(long)]
+    batch: usize,
+    #[arg(long)]
+    resolution: usize,
+    #[arg(long)]
+    classes: usize,
+    #[arg(long, default_value_t = 2)]
+    steps: usize,
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// Heap budget in bytes (CPU).
+    #[arg(long)]
+    memory_limit: Option<u64>,
+}
+
+struct TrialTask {
+    variant: Variant,
+    model: ModelKind,
+    batch: usize,
+    resolution: usize,
+    classes: usize,
+    steps: usize,
+}
+
+impl BackendTask for TrialTask {
+    type Output = crate::probe::TrialReport;
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
+        trial_in_process::<B>(
+            &self.variant,
+            self.model,
+            self.batch,
+            self.resolution,
+            self.classes,
+            self.steps,
+            &devices[0],
+        )
+    }
+}
+
+/// The child: one trial, one JSON line on stdout; dies (abort) when the step does not fit.
+pub fn trial(args: TrialArgs) -> anyhow::Result<ExitCode> {
+    let model =
+        ModelKind::parse(&args.model).with_context(|| format!("unknown model '{}'", args.model))?;
+    let v = variant(&args.variant)?;
+    alloc::reset_peak();
+    if let Some(limit) = args.memory_limit {
+        alloc::set_limit(limit as usize);
+    }
+    let task = TrialTask {
+        variant: v,
+        model,
+        batch: args.batch,
+        resolution: args.resolution,
+        classes: args.classes,
+        steps: args.steps,
+    };
+    let report = dispatch(&[args.device], task)?;
+    alloc::set_limit(0);
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2} GiB", b / (1024.0 * 1024.0 * 1024.0))
+    } else {
+        format!("{:.1} MiB", b / (1024.0 * 1024.0))
+    }
+}
+
+pub fn probe(args: ProbeArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
+    let profile = RunProfile::load(&args.profile)?;
+    let v = match &args.variant {
+        Some(name) => variant(name)?,
+        None => profile.variant(),
+    };
+    let device = args.device.unwrap_or(profile.devices[0]);
+    let memory_limit = args
+        .memory_limit
+        .as_deref()
+        .map(parse_size)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    if memory_limit.is_some() && device != DeviceSpec::Cpu {
+        eprintln!(
+            "note: --memory-limit applies to CPU probes; on {device} the limit is the device's memory"
+        );
+    }
+    let models = args
+        .models
+        .split(',')
+        .map(|m| {
+            ModelKind::parse(m.trim())
+                .filter(|k| *k != ModelKind::Deploy)
+                .with_context(|| format!("unknown model '{m}': expected target, repvgg or hs"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let cfg = ProbeConfig {
+        variant: v,
+        resolution: args.resolution.unwrap_or(profile.data.image_size),
+        classes: profile.data.classes.unwrap_or(1000),
+        device,
+        memory_limit: if device == DeviceSpec::Cpu {
+            memory_limit
+        } else {
+            None
+        },
+        max_batch: args.max_batch,
+        steps: args.steps,
+        trial_timeout: Duration::from_secs(args.trial_timeout),
+        threads: args.threads,
+    };
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let run_id = args.run_id.clone().unwrap_or_else(|| {
+        crate::probe::default_run_id(&args.profile, &crate::train::utc_stamp(now))
+    });
+    let dir = runs_dir.join(&run_id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let _lock = RunLock::acquire(&dir)?;
+    let mut events = EventWriter::open(&dir)
+        .with_context(|| format!("cannot write events in {}", dir.display()))?;
+    let _ = crate::profile::write_atomic(
+        &dir.join(crate::rundir::PROFILE_FILE),
+        profile.to_ron().as_bytes(),
+    );
+    events.emit(EventBody::Started(events::Started {
+        run_id: run_id.clone(),
+        run_kind: "probe".into(),
+        variant: v.name.into(),
+        dataset: format!(
+            "{}x{} inputs, {} classes",
+            cfg.resolution, cfg.resolution, cfg.classes
+        ),
+        epochs: 0,
+        iters_per_epoch: 0,
+        batch_size: 0,
+        devices: vec![device.to_string()],
+        pid: std::process::id(),
+        resumed_from: None,
+        profile_path: Some(args.profile.display().to_string()),
+    }))?;
+    println!(
+        "probe: {} at {}x{}, {} classes, on {}{} (each trial: 1 warm-up + {} timed training steps in a child process)",
+        v.name,
+        cfg.resolution,
+        cfg.resolution,
+        cfg.classes,
+        device,
+        memory_limit.map_or(String::new(), |l| format!(", heap limit {}", human(l))),
+        cfg.steps
+    );
+    let start = std::time::Instant::now();
+    let exe = trial_exe();
+    let mut results: Vec<ModelProbe> = Vec::new();
+    for &model in &models {
+        let result = search(&cfg, model, |b| {
+            let t = run_trial(&exe, &cfg, model, b);
+            match &t {
+                Trial::Fits(r) => println!(
+                    "  {:<7} batch {:>5}: fits ({:.1} img/s{})",
+                    model.name(),
+                    b,
+                    r.images_per_s,
+                    r.peak_bytes
+                        .map_or(String::new(), |p| format!(", peak {}", human(p)))
+                ),
+                Trial::DoesNotFit(why) => {
+                    println!("  {:<7} batch {:>5}: does not fit ({why})", model.name(), b)
+                }
+            }
+            t
+        });
+        events.emit(EventBody::Probe(events::ProbeResult {
+            model: model.name().into(),
+            variant: v.name.into(),
+            resolution: cfg.resolution,
+            device: device.to_string(),
+            memory_limit_bytes: cfg.memory_limit,
+            max_batch: result.max_batch,
+            peak_bytes: result.at_max.as_ref().and_then(|r| r.peak_bytes),
+            images_per_s_at_32: result.at_32.as_ref().map(|r| r.images_per_s),
+            images_per_s_at_max: result.at_max.as_ref().map(|r| r.images_per_s),
+        }))?;
+        results.push(result);
+    }
+    events.emit(EventBody::Finished(events::Finished {
+        epochs: 0,
+        best_top1: None,
+        final_top1: None,
+        wall_s: start.elapsed().as_secs_f64(),
+    }))?;
+
+    println!(
+        "\n{:<8} {:>8} {:>12} {:>14} {:>14}",
+        "model", "MaxBS", "peak", "img/s @32", "img/s @MaxBS"
+    );
+    for r in &results {
+        println!(
+            "{:<8} {:>8} {:>12} {:>14} {:>14}",
+            r.model.name(),
+            r.max_batch.map_or("none".into(), |m| format!(
+                "{m}{}",
+                if r.capped { "+" } else { "" }
+            )),
+            r.at_max
+                .as_ref()
+                .and_then(|t| t.peak_bytes)
+                .map_or("-".into(), human),
+            r.at_32
+                .as_ref()
+                .map_or("-".into(), |t| format!("{:.1}", t.images_per_s)),
+            r.at_max
+                .as_ref()
+                .map_or("-".into(), |t| format!("{:.1}", t.images_per_s)),
+        );
+    }
+    let get = |k: ModelKind| results.iter().find(|r| r.model == k);
+    if let (Some(t), Some(r)) = (get(ModelKind::Target), get(ModelKind::RepVgg))
+        && let (Some(a), Some(b)) = (t.max_batch, r.max_batch)
+    {
+        let speed = match (&t.at_32, &r.at_32) {
+            (Some(x), Some(y)) => format!(
+                ", {:.2}x the images/s at batch 32",
+                x.images_per_s / y.images_per_s
+            ),
+            _ => String::new(),
+        };
+        println!(
+            "RepOpt-VGG / RepVGG: {:.2}x the max batch size{speed}",
+            a as f64 / b as f64
+        );
+    }
+    println!(
+        "events written to {}",
+        dir.join(crate::rundir::EVENTS_FILE).display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

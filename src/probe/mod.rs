@@ -1,0 +1,406 @@
+//! The max-batch-size probe (the paper's Table 2): the largest per-device batch for which a full
+//! training step (forward, backward, optimizer) fits, for the target, RepVGG and HS models.
+//! Every trial runs in a child process (`repopt-tui probe-trial …`), so an out-of-memory failure
+//! kills only the child. On the CPU the limit is a real heap budget enforced by the counting
+//! allocator; on a GPU it is the device's memory. Search: exponential bracketing, then binary
+//! search between the last batch that fit and the first that did not.
+
+pub mod alloc;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use burn::optim::GradientsParams;
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use crate::device::DeviceSpec;
+use crate::model::loss::cross_entropy;
+use crate::model::{Classifier, HsNet, ModelKind, RepVggNet, TargetNet, Variant};
+use crate::optim::equivalence::random_scales;
+use crate::optim::{GradMults, OptimizerConfig, RepOptimizer, UpdateRule};
+
+/// What one probe measures.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    pub variant: Variant,
+    pub resolution: usize,
+    pub classes: usize,
+    pub device: DeviceSpec,
+    /// CPU heap budget of a trial in bytes (None: no limit; on GPUs the device memory).
+    pub memory_limit: Option<u64>,
+    /// Upper end of the search.
+    pub max_batch: usize,
+    /// Timed steps per trial (after one warm-up step).
+    pub steps: usize,
+    /// A trial that runs longer is stopped and counted as not fitting.
+    pub trial_timeout: Duration,
+    /// CPU threads of a trial (None: rayon's default, all cores).
+    pub threads: Option<usize>,
+}
+
+/// What a trial child prints (one JSON line).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrialReport {
+    pub batch: usize,
+    pub images_per_s: f64,
+    /// Peak live heap bytes of the child (CPU), including the model and optimizer state.
+    pub peak_bytes: Option<u64>,
+}
+
+/// The outcome of one trial as the parent saw it.
+#[derive(Debug, Clone)]
+pub enum Trial {
+    Fits(TrialReport),
+    DoesNotFit(String),
+}
+
+/// The search result for one model.
+#[derive(Debug, Clone)]
+pub struct ModelProbe {
+    pub model: ModelKind,
+    pub max_batch: Option<usize>,
+    /// `max_batch` reached the search's upper end: the real maximum may be larger.
+    pub capped: bool,
+    pub at_max: Option<TrialReport>,
+    pub at_32: Option<TrialReport>,
+    /// Every trial, in the order run.
+    pub trials: Vec<(usize, bool)>,
+}
+
+/// Runs one training step's worth of trial in this process and returns its report. Used by the
+/// `probe-trial` child; the caller sets the allocation limit first.
+pub fn trial_in_process<B: AutodiffBackend>(
+    variant: &Variant,
+    model: ModelKind,
+    batch: usize,
+    resolution: usize,
+    classes: usize,
+    steps: usize,
+    device: &B::Device,
+) -> TrialReport {
+    let sgd = OptimizerConfig::new(UpdateRule::official_sgd(), 4e-5);
+    let x = burn::tensor::Tensor::<B, 4>::random(
+        [batch, 3, resolution, resolution],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        device,
+    );
+    let labels: Vec<i64> = (0..batch).map(|i| (i % classes) as i64).collect();
+    let y = burn::tensor::Tensor::<B, 1, burn::tensor::Int>::from_data(
+        burn::tensor::TensorData::new(labels, [batch]),
+        device,
+    );
+    fn run<B: AutodiffBackend, M: burn::module::AutodiffModule<B> + Classifier<B>>(
+        mut m: M,
+        mut opt: RepOptimizer<B::InnerBackend>,
+        x: burn::tensor::Tensor<B, 4>,
+        y: burn::tensor::Tensor<B, 1, burn::tensor::Int>,
+        steps: usize,
+        device: &B::Device,
+    ) -> f64 {
+        let mut timed = 0.0;
+        for i in 0..steps + 1 {
+            let start = Instant::now();
+            let loss = cross_entropy(m.logits(x.clone(), true), y.clone(), 0.1);
+            let grads = GradientsParams::from_grads(loss.backward(), &m);
+            m = opt.step(m, grads, 0.01).0;
+            let _ = loss.into_scalar();
+            B::sync(device).expect("device sync");
+            if i > 0 {
+                timed += start.elapsed().as_secs_f64();
+            }
+        }
+        timed / steps.max(1) as f64
+    }
+    let secs = match model {
+        ModelKind::Target => {
+            let masks =
+                GradMults::from_scales(&random_scales(variant, 1, true), variant, 2, device);
+            run(
+                TargetNet::<B>::init(variant, classes, 0, device),
+                RepOptimizer::new(sgd, masks),
+                x,
+                y,
+                steps,
+                device,
+            )
+        }
+        ModelKind::RepVgg => run(
+            RepVggNet::<B>::init(variant, classes, 0, device),
+            RepOptimizer::plain(sgd),
+            x,
+            y,
+            steps,
+            device,
+        ),
+        ModelKind::Hs => run(
+            HsNet::<B>::init(variant, classes, 0, device),
+            RepOptimizer::plain(sgd),
+            x,
+            y,
+            steps,
+            device,
+        ),
+        ModelKind::Deploy => run(
+            crate::model::DeployNet::<B>::init(variant, classes, 0, device),
+            RepOptimizer::plain(sgd),
+            x,
+            y,
+            steps,
+            device,
+        ),
+    };
+    TrialReport {
+        batch,
+        images_per_s: batch as f64 / secs.max(1e-12),
+        peak_bytes: Some(alloc::peak_bytes() as u64),
+    }
+}
+
+/// Runs one trial in a child process of `exe`.
+pub fn run_trial(exe: &Path, cfg: &ProbeConfig, model: ModelKind, batch: usize) -> Trial {
+    let mut cmd = Command::new(exe);
+    cmd.arg("probe-trial")
+        .args(["--variant", cfg.variant.name, "--model", model.name()])
+        .args([
+            "--batch",
+            &batch.to_string(),
+            "--resolution",
+            &cfg.resolution.to_string(),
+        ])
+        .args([
+            "--classes",
+            &cfg.classes.to_string(),
+            "--steps",
+            &cfg.steps.to_string(),
+        ])
+        .args(["--device", &cfg.device.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(limit) = cfg.memory_limit {
+        cmd.args(["--memory-limit", &limit.to_string()]);
+    }
+    if let Some(threads) = cfg.threads {
+        cmd.env("RAYON_NUM_THREADS", threads.to_string());
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return Trial::DoesNotFit(format!("cannot start the trial process: {e}")),
+    };
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if start.elapsed() > cfg.trial_timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Trial::DoesNotFit(format!("timed out after {:?}", cfg.trial_timeout));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Trial::DoesNotFit(e.to_string()),
+        }
+    }
+    let out = match child.wait_with_output() {
+        Ok(o) => o,
+        Err(e) => return Trial::DoesNotFit(e.to_string()),
+    };
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // The allocator's refusal ("memory allocation of N bytes failed"), a CUDA out-of-memory
+        // panic, or else the last line the child printed.
+        let why = stderr
+            .lines()
+            .find(|l| {
+                l.contains("memory allocation of")
+                    || l.to_ascii_lowercase().contains("out of memory")
+            })
+            .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        return Trial::DoesNotFit(format!("{why} [{}]", out.status));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<TrialReport>(l).ok())
+    {
+        Some(r) => Trial::Fits(r),
+        None => Trial::DoesNotFit(format!("no report from the trial: {stdout}")),
+    }
+}
+
+/// Finds the largest batch of `model` that fits. `trial` runs one batch size (a child process
+/// in production; tests may pass anything).
+pub fn search(
+    cfg: &ProbeConfig,
+    model: ModelKind,
+    mut trial: impl FnMut(usize) -> Trial,
+) -> ModelProbe {
+    let mut trials = Vec::new();
+    let mut best: Option<TrialReport> = None;
+    let mut try_batch = |b: usize, trials: &mut Vec<(usize, bool)>| -> Option<TrialReport> {
+        let t = trial(b);
+        let report = match t {
+            Trial::Fits(r) => Some(r),
+            Trial::DoesNotFit(_) => None,
+        };
+        trials.push((b, report.is_some()));
+        report
+    };
+    // Exponential bracketing.
+    let (mut lo, mut hi) = (0usize, None);
+    let mut b = 1usize;
+    while b <= cfg.max_batch {
+        match try_batch(b, &mut trials) {
+            Some(r) => {
+                lo = b;
+                best = Some(r);
+                b *= 2;
+            }
+            None => {
+                hi = Some(b);
+                break;
+            }
+        }
+    }
+    let capped = hi.is_none() && lo > 0;
+    let mut hi = hi.unwrap_or(cfg.max_batch + 1).min(cfg.max_batch + 1);
+    // Binary search in (lo, hi).
+    while lo > 0 && hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match try_batch(mid, &mut trials) {
+            Some(r) => {
+                lo = mid;
+                best = Some(r);
+            }
+            None => hi = mid,
+        }
+    }
+    let max_batch = (lo > 0).then_some(lo);
+    let at_32 = match max_batch {
+        Some(m) if m >= 32 => try_batch(32, &mut trials),
+        _ => None,
+    };
+    ModelProbe {
+        model,
+        max_batch,
+        capped,
+        at_max: best,
+        at_32,
+        trials,
+    }
+}
+
+/// "11GiB", "512MiB", "2G", "1.5GB", "1048576" → bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("bad size '{s}': expected e.g. 11GiB, 512MiB or a byte count"))?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => {
+            return Err(format!(
+                "bad size unit in '{s}': use B, KiB, MiB, GiB (or K, M, G)"
+            ));
+        }
+    };
+    Ok((value * factor) as u64)
+}
+
+/// The default runs directory name of a probe of `profile`.
+pub fn default_run_id(profile: &Path, stamp: &str) -> String {
+    format!(
+        "probe-{}-{stamp}",
+        profile
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("profile")
+    )
+}
+
+/// The executable that trial children run (overridable for tests).
+pub fn trial_exe() -> PathBuf {
+    std::env::var_os("REPOPT_TUI_EXE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_exe().ok())
+        .unwrap_or_else(|| PathBuf::from("repopt-tui"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> ProbeConfig {
+        ProbeConfig {
+            variant: crate::model::variant("T0").unwrap(),
+            resolution: 32,
+            classes: 10,
+            device: DeviceSpec::Cpu,
+            memory_limit: None,
+            max_batch: 4096,
+            steps: 1,
+            trial_timeout: Duration::from_secs(5),
+            threads: None,
+        }
+    }
+
+    fn fake(limit: usize) -> impl FnMut(usize) -> Trial {
+        move |b| {
+            if b <= limit {
+                Trial::Fits(TrialReport {
+                    batch: b,
+                    images_per_s: 1.0,
+                    peak_bytes: None,
+                })
+            } else {
+                Trial::DoesNotFit("oom".into())
+            }
+        }
+    }
+
+    #[test]
+    fn search_finds_the_exact_maximum() {
+        for limit in [1, 2, 3, 37, 64, 100, 1000] {
+            let p = search(&cfg(), ModelKind::Target, fake(limit));
+            assert_eq!(p.max_batch, Some(limit), "{:?}", p.trials);
+            assert!(!p.capped);
+            // log2 bracketing + log2 bisection: few trials.
+            assert!(
+                p.trials.len() <= 2 * (64 - (limit as u64).leading_zeros() as usize) + 3,
+                "{:?}",
+                p.trials
+            );
+        }
+        assert_eq!(search(&cfg(), ModelKind::Target, fake(0)).max_batch, None);
+        let capped = search(&cfg(), ModelKind::Target, fake(1 << 20));
+        assert_eq!((capped.max_batch, capped.capped), (Some(4096), true));
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("11GiB"), Ok(11 * 1024 * 1024 * 1024));
+        assert_eq!(parse_size("512MiB"), Ok(512 * 1024 * 1024));
+        assert_eq!(parse_size("2G"), Ok(2_000_000_000));
+        assert_eq!(parse_size("1048576"), Ok(1_048_576));
+        assert!(
+            parse_size("12 parsecs")
+                .unwrap_err()
+                .contains("bad size unit")
+        );
+    }
+}
