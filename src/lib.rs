@@ -7,3 +7,4 @@
 
 pub mod gpu;
 pub mod rundir;
+pub mod tui;
