@@ -147,7 +147,10 @@ impl RunSeries {
         if n < 2 || self.iters_per_epoch == 0 {
             return None;
         }
-        let a = &self.steps[n.saturating_sub(20)];
+        // The pace of the current process only (a resume leaves a gap in time).
+        let since = self.starts.last().map_or(f64::NEG_INFINITY, |(t, _)| *t);
+        let first = self.steps.partition_point(|p| p.t < since);
+        let a = &self.steps[n.saturating_sub(20).max(first.min(n - 1))];
         let b = &self.steps[n - 1];
         let dt = b.t - a.t;
         let di = b.global_iter.saturating_sub(a.global_iter) as f64;

@@ -213,7 +213,12 @@ fn render_details(app: &App, run: Option<&RunEntry>, f: &mut Frame, area: Rect) 
         when.push(format!("created {} UTC", format::utc_datetime(t)));
     }
     if let Some(t) = s.last_update() {
-        when.push(format!("updated {} ago", format::age(app.now, t)));
+        let age = format::age(app.now, t);
+        when.push(if age == "now" {
+            "updated just now".to_string()
+        } else {
+            format!("updated {age} ago")
+        });
     }
     if let Some(w) = s.wall_s {
         when.push(format!("took {}", format::duration(w)));
