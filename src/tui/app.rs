@@ -15,7 +15,7 @@ use super::control::{self, Launcher, list_checkpoints};
 use super::format;
 use super::keymap::{self, Action, Context};
 use super::scales::ScalesProfileFile;
-use super::series::{Ema, Metric};
+use super::series::{Ema, Metric, MinMaxIndex};
 use super::store::{Store, lock};
 
 /// EMA weights the smoothing keys step through.
@@ -222,10 +222,14 @@ pub struct App {
     pub now: f64,
     pub frozen_clock: bool,
     pub(crate) ema: HashMap<(String, Metric), Ema>,
+    /// Block min/max indexes of step series (run, metric, smoothed) for fast decimation.
+    pub(crate) minmax: HashMap<(String, Metric, bool), MinMaxIndex>,
     pub regions: Regions,
     pub quit: bool,
     /// Something changed since the last draw.
     pub dirty: bool,
+    /// When the event loop last drew (the clock then skips a redraw that adds nothing).
+    pub drawn_at: Option<std::time::Instant>,
     /// Wakes the collector (e.g. after starting a run).
     pub wake: Option<std::sync::mpsc::Sender<()>>,
     /// For reaper threads to report exits.
@@ -254,9 +258,11 @@ impl App {
             now: unix_now(),
             frozen_clock: false,
             ema: HashMap::new(),
+            minmax: HashMap::new(),
             regions: Regions::default(),
             quit: false,
             dirty: true,
+            drawn_at: None,
             wake: None,
             events_tx: None,
             last_status: HashMap::new(),
@@ -320,7 +326,11 @@ impl App {
             self.message = None;
             self.dirty = true;
         }
-        if self.anything_live() {
+        // Ages and ETAs move: redraw live dashboards once a second, unless new data just did.
+        let drew_recently = self
+            .drawn_at
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_millis(900));
+        if !drew_recently && self.anything_live() {
             self.dirty = true;
         }
     }

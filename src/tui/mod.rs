@@ -174,6 +174,7 @@ where
         if app.dirty && now >= next_frame {
             terminal.draw(|f| ui::render(app, f))?;
             app.dirty = false;
+            app.drawn_at = Some(std::time::Instant::now());
             next_frame = now + MIN_FRAME;
         }
         let frame_due = app.dirty;

@@ -11,7 +11,7 @@ use ratatui::widgets::{Axis, Chart, Dataset, GraphType, LegendPosition, LineGaug
 
 use super::super::app::App;
 use super::super::format::{self, AxisStyle};
-use super::super::series::{Metric, decimate, eval_x};
+use super::super::series::{Metric, decimate, decimate_indexed, eval_x};
 use super::super::store::{RunEntry, Store};
 use super::{RUN_COLORS, panel, placeholder, status_label, status_style};
 
@@ -309,9 +309,7 @@ fn chart_panel(app: &mut App, runs: &[&RunEntry], f: &mut Frame, area: Rect, whi
                 }
             }
             Panel::Lr => {
-                let n = run.series.steps.len();
-                let s = &run.series.steps;
-                let points = decimate(n, |i| s[i].x, |i| tf(s[i].lr as f64), c.x0, c.x1, buckets);
+                let points = raw_points(app, run, Metric::Lr, c, buckets, &tf);
                 plots.push(Plot {
                     name: c.compare.then(|| short_id(id)),
                     points,
@@ -442,7 +440,7 @@ fn step_plots(
     } else {
         label.to_string()
     };
-    let raw = decimate(n, |i| s[i].x, |i| tf(s[i].get(metric)), c.x0, c.x1, buckets);
+    let raw = raw_points(app, run, metric, c, buckets, tf);
     if c.weight <= 0.0 {
         plots.push(Plot {
             name: Some(name),
@@ -465,13 +463,19 @@ fn step_plots(
         s.iter().map(|p| p.get(metric)),
     );
     let v = &ema.values;
-    let smooth = decimate(
-        n.min(v.len()),
+    let n = n.min(v.len());
+    let ix = app.minmax.entry((id.clone(), metric, true)).or_default();
+    // The EMA restarts with its weight: give the index a generation that changes with both.
+    let generation = run.series.generation ^ (c.weight.to_bits().rotate_left(17));
+    ix.update(generation, n, |i| v[i] as f64);
+    let smooth = decimate_indexed(
+        n,
         |i| s[i].x,
         |i| tf(v[i] as f64),
         c.x0,
         c.x1,
         buckets,
+        Some(ix),
     );
     plots.push(Plot {
         name: Some(if c.compare {
@@ -483,6 +487,32 @@ fn step_plots(
         style: Style::default().fg(color).add_modifier(Modifier::BOLD),
         graph: GraphType::Line,
     });
+}
+
+/// A step metric, unsmoothed, decimated through its block index.
+fn raw_points(
+    app: &mut App,
+    run: &RunEntry,
+    metric: Metric,
+    c: Ctx,
+    buckets: usize,
+    tf: &dyn Fn(f64) -> f64,
+) -> Vec<(f64, f64)> {
+    let s = &run.series.steps;
+    let ix = app
+        .minmax
+        .entry((run.summary.id.clone(), metric, false))
+        .or_default();
+    ix.update(run.series.generation, s.len(), |i| s[i].get(metric));
+    decimate_indexed(
+        s.len(),
+        |i| s[i].x,
+        |i| tf(s[i].get(metric)),
+        c.x0,
+        c.x1,
+        buckets,
+        Some(ix),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
