@@ -507,3 +507,109 @@ fn event_loop_does_not_redraw_when_idle() {
     });
     assert!(frames <= 2, "{frames} frames drawn while idle");
 }
+
+#[test]
+fn mouse_clicks_tabs_and_rows_and_scrolls() {
+    use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let fx = fixture();
+    let mut app = app_for(&fx);
+    draw(&mut app, 120, 30);
+    let mouse = |kind, column, row| {
+        AppEvent::Input(TermEvent::Mouse(MouseEvent {
+            kind,
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        }))
+    };
+    // The fourth run row (header at y=2, first run at y=3).
+    app.handle(mouse(MouseEventKind::Down(MouseButton::Left), 20, 6));
+    assert_eq!(app.selected.as_deref(), Some(REPVGG_ID));
+    app.handle(mouse(MouseEventKind::ScrollDown, 20, 6));
+    assert_eq!(app.selected.as_deref(), Some(TARGET_ID));
+    // The "3 Scales" tab.
+    let (rect, _) = app.regions.tabs[2];
+    app.handle(mouse(
+        MouseEventKind::Down(MouseButton::Left),
+        rect.x + 1,
+        0,
+    ));
+    assert_eq!(app.view, View::Scales);
+    // Mouse off: ignored.
+    app.cfg.mouse = false;
+    app.handle(mouse(MouseEventKind::Down(MouseButton::Left), 2, 0));
+    assert_eq!(app.view, View::Scales);
+}
+
+/// The collector follows a run live: appears, partial last line, new events, lock released,
+/// terminal event; the app announces the end.
+#[test]
+fn collector_follows_a_live_run() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let store = Arc::new(Mutex::new(Store::new(&runs, tmp.path())));
+    let mut c = Collector::new(&runs, tmp.path(), GpuSource::Off);
+    c.poll(&store);
+    let mut app = App::new(
+        store.clone(),
+        AppConfig {
+            mouse: false,
+            launcher: None,
+        },
+    );
+    assert!(lock(&store).runs.is_empty());
+
+    let dir = runs.join("live-20260101-000000");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock_ = RunLock::acquire(&dir).unwrap();
+    let mut w = repopt_tui::rundir::EventWriter::open(&dir).unwrap();
+    w.write(&ev(
+        1.0,
+        started("live-20260101-000000", "target", "A0", 2, 10),
+    ))
+    .unwrap();
+    let torn = serde_json::to_string(&ev(2.0, step(0, 1, 10, 2.0, 0.1, 9.0))).unwrap() + "\n";
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("events.jsonl"))
+        .unwrap();
+    f.write_all(&torn.as_bytes()[..20]).unwrap();
+    assert!(c.poll(&store));
+    app.on_data();
+    {
+        let s = lock(&store);
+        let r = s.run("live-20260101-000000").unwrap();
+        assert_eq!(r.summary.status, RunStatus::Running);
+        assert_eq!(r.summary.events, 1);
+        assert_eq!(r.summary.skipped_lines, 0);
+    }
+    assert_eq!(app.selected.as_deref(), Some("live-20260101-000000"));
+    f.write_all(&torn.as_bytes()[20..]).unwrap();
+    assert!(c.poll(&store));
+    assert_eq!(lock(&store).runs[0].series.steps.len(), 1);
+    assert!(!c.poll(&store), "nothing new, nothing changed");
+
+    w.write(&ev(
+        3.0,
+        repopt_tui::rundir::events::EventBody::Stopped(repopt_tui::rundir::events::Stopped {
+            epoch: 0,
+            global_iter: 2,
+            reason: "SIGINT".into(),
+            checkpoint: None,
+        }),
+    ))
+    .unwrap();
+    drop(lock_);
+    assert!(c.poll(&store));
+    app.on_data();
+    assert_eq!(lock(&store).runs[0].summary.status, RunStatus::Stopped);
+    assert!(
+        app.message.as_ref().unwrap().text.contains("stopped"),
+        "{:?}",
+        app.message
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(c.poll(&store));
+    assert!(lock(&store).runs.is_empty());
+}
