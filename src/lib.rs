@@ -17,3 +17,4 @@ pub mod probe;
 pub mod profile;
 pub mod rundir;
 pub mod train;
+pub mod tui;

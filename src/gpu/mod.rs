@@ -313,9 +313,7 @@ impl GpuSampler {
 
     /// A `gpu` event body for the run whose process is `pid` (None when unavailable).
     pub fn sample_event(&mut self, pid: u32) -> Option<GpuSample> {
-        if self.nvml.is_none() {
-            return None;
-        }
+        self.nvml.as_ref()?;
         let devices = self
             .sample()
             .iter()

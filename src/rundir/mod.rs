@@ -15,12 +15,16 @@
 pub mod events;
 mod lock;
 mod reader;
+mod stats;
 mod summary;
 mod writer;
 
 pub use lock::{LockError, LockTable, RunLock, live_owner};
 pub use reader::{EventReader, ReadBatch, SkippedLine, read_all};
-pub use summary::{RunStatus, RunSummary, list_runs, sort_newest_first, summarize_run};
+pub use stats::scale_stats;
+pub use summary::{
+    RunStatus, RunSummary, list_runs, mtime as file_mtime, sort_newest_first, summarize_run,
+};
 pub use writer::EventWriter;
 
 /// File names inside a run directory.

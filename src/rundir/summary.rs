@@ -315,7 +315,7 @@ impl RunSummary {
 }
 
 /// Modification time of a path as Unix seconds.
-pub(crate) fn mtime(path: &Path) -> Option<f64> {
+pub fn mtime(path: &Path) -> Option<f64> {
     let m = std::fs::metadata(path).ok()?.modified().ok()?;
     Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64())
 }

@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod pty;
+
 use repopt_tui::rundir::EventWriter;
 use repopt_tui::rundir::events::*;
 

@@ -1,0 +1,72 @@
+//! Building the statistics carried by `scales` events from a raw per-channel vector.
+
+use super::events::{Histogram, ScaleStats};
+
+/// Mean, std (population), min, max, negative count and an equal-width histogram over
+/// [min, max] with `bins` bins (all values in bin 0 when min = max). Non-finite values are
+/// ignored. An empty vector gives zeros and empty bins.
+pub fn scale_stats(values: &[f32], bins: usize) -> ScaleStats {
+    let bins = bins.max(1);
+    let vals: Vec<f64> = values
+        .iter()
+        .map(|&v| v as f64)
+        .filter(|v| v.is_finite())
+        .collect();
+    if vals.is_empty() {
+        return ScaleStats {
+            mean: 0.0,
+            std: 0.0,
+            min: 0.0,
+            max: 0.0,
+            negative: 0,
+            hist: Histogram {
+                lo: 0.0,
+                hi: 0.0,
+                counts: vec![0; bins],
+            },
+        };
+    }
+    let n = vals.len() as f64;
+    let mean = vals.iter().sum::<f64>() / n;
+    let std = (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let min = vals.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut counts = vec![0u32; bins];
+    for v in &vals {
+        let i = if max > min {
+            ((v - min) / (max - min) * bins as f64) as usize
+        } else {
+            0
+        };
+        counts[i.min(bins - 1)] += 1;
+    }
+    ScaleStats {
+        mean,
+        std,
+        min,
+        max,
+        negative: vals.iter().filter(|v| **v < 0.0).count(),
+        hist: Histogram {
+            lo: min,
+            hi: max,
+            counts,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_and_histogram() {
+        let s = scale_stats(&[1.0, 2.0, 3.0, 4.0, -1.0, f32::NAN], 5);
+        assert_eq!(s.mean, 1.8);
+        assert_eq!(s.min, -1.0);
+        assert_eq!(s.max, 4.0);
+        assert_eq!(s.negative, 1);
+        assert_eq!(s.hist.counts, vec![1, 0, 1, 1, 2]);
+        assert_eq!(scale_stats(&[], 3).hist.counts, vec![0, 0, 0]);
+        assert_eq!(scale_stats(&[2.0, 2.0], 2).hist.counts, vec![2, 0]);
+    }
+}

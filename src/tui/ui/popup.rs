@@ -1,0 +1,146 @@
+//! Popups drawn over the view: help (generated from the keymap), confirmations, lists.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, List, ListItem, ListState, Paragraph, Wrap};
+
+use super::super::app::{App, Popup};
+use super::super::keymap;
+use super::panel;
+
+/// A rectangle of at most `w`x`h` centred in `area`.
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}
+
+pub fn render(app: &mut App, f: &mut Frame, area: Rect) {
+    let Some(popup) = app.popup.as_mut() else {
+        return;
+    };
+    match popup {
+        Popup::Help { scroll } => {
+            let rows = keymap::help_rows();
+            let r = centered(area, 74, area.height.saturating_sub(2));
+            f.render_widget(Clear, r);
+            let block = panel(" Help · keys (generated from the keymap) · esc closes ");
+            let inner = block.inner(r);
+            f.render_widget(block, r);
+            let max_scroll = (rows.len() as u16).saturating_sub(inner.height);
+            *scroll = (*scroll).min(max_scroll);
+            let lines: Vec<Line> = rows
+                .iter()
+                .map(|(ctx, keys, text)| match ctx {
+                    Some(_) => Line::from(Span::styled(
+                        text.to_string(),
+                        Style::default()
+                            .fg(Color::Yellow)
+                            .add_modifier(Modifier::BOLD),
+                    )),
+                    None => Line::from(vec![
+                        Span::styled(format!("  {keys:<14}"), Style::default().fg(Color::Cyan)),
+                        Span::raw(text.to_string()),
+                    ]),
+                })
+                .collect();
+            f.render_widget(Paragraph::new(lines).scroll((*scroll, 0)), inner);
+        }
+        Popup::Confirm { title, lines, .. } => {
+            let w = lines
+                .iter()
+                .map(|l| l.chars().count() as u16)
+                .max()
+                .unwrap_or(20)
+                .max(30)
+                + 4;
+            let r = centered(area, w, lines.len() as u16 + 4);
+            f.render_widget(Clear, r);
+            let block = panel(Line::from(Span::styled(
+                format!(" {title} "),
+                Style::default()
+                    .fg(Color::Yellow)
+                    .add_modifier(Modifier::BOLD),
+            )));
+            let inner = block.inner(r);
+            f.render_widget(block, r);
+            let mut text: Vec<Line> = lines.iter().map(|l| Line::from(l.clone())).collect();
+            text.push(Line::from(vec![
+                Span::styled(
+                    " y",
+                    Style::default()
+                        .fg(Color::Cyan)
+                        .add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(" yes   "),
+                Span::styled(
+                    "n",
+                    Style::default()
+                        .fg(Color::Cyan)
+                        .add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(" no"),
+            ]));
+            f.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }), inner);
+        }
+        Popup::Picker {
+            title,
+            items,
+            selected,
+            empty,
+            ..
+        } => {
+            let w = items
+                .iter()
+                .map(|i| (i.label.chars().count() + i.detail.chars().count() + 4) as u16)
+                .max()
+                .unwrap_or(0)
+                .max(title.chars().count() as u16 + 4)
+                .max(40)
+                + 2;
+            let r = centered(area, w, items.len().max(1) as u16 + 2);
+            f.render_widget(Clear, r);
+            let block = panel(format!(" {title} "));
+            let inner = block.inner(r);
+            f.render_widget(block, r);
+            if items.is_empty() {
+                f.render_widget(
+                    Paragraph::new(Span::styled(
+                        empty.clone(),
+                        Style::default().fg(Color::DarkGray),
+                    )),
+                    inner,
+                );
+                return;
+            }
+            let label_w = items
+                .iter()
+                .map(|i| i.label.chars().count())
+                .max()
+                .unwrap_or(0);
+            let list: Vec<ListItem> = items
+                .iter()
+                .map(|i| {
+                    ListItem::new(Line::from(vec![
+                        Span::raw(format!("{:<label_w$}  ", i.label)),
+                        Span::styled(i.detail.clone(), Style::default().fg(Color::Gray)),
+                    ]))
+                })
+                .collect();
+            let mut state = ListState::default().with_selected(Some(*selected));
+            let [list_area] = Layout::vertical([Constraint::Min(0)]).areas(inner);
+            f.render_stateful_widget(
+                List::new(list).highlight_style(Style::default().add_modifier(Modifier::REVERSED)),
+                list_area,
+                &mut state,
+            );
+        }
+    }
+}

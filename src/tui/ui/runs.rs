@@ -1,0 +1,356 @@
+//! The runs list and the selected run's details.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{LineGauge, Paragraph, Row, Table, TableState, Wrap};
+
+use crate::rundir::{RunStatus, STDOUT_LOG};
+
+use super::super::app::App;
+use super::super::format;
+use super::super::store::{RunEntry, Store};
+use super::{kind_label, panel, placeholder, status_label, status_style};
+
+pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
+    let rows_wanted = store.runs.len().max(1) as u16 + 3;
+    let list_h = rows_wanted
+        .min(area.height.saturating_mul(3) / 5)
+        .max(3.min(area.height));
+    let [list, details] =
+        Layout::vertical([Constraint::Length(list_h), Constraint::Min(0)]).areas(area);
+    render_list(app, store, f, list);
+    let run = app.selected.as_ref().and_then(|id| store.run(id));
+    render_details(app, run, f, details);
+}
+
+fn render_list(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
+    let title = if app.marked.is_empty() {
+        format!(" Runs ({}) ", store.runs.len())
+    } else {
+        format!(
+            " Runs ({}) · {} marked for comparison ",
+            store.runs.len(),
+            app.marked.len()
+        )
+    };
+    let block = panel(title);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    if store.runs.is_empty() {
+        let msg = format!(
+            "No runs in {} yet. Press n to start one from a profile, or run `repopt-tui --profile FILE.ron` elsewhere: it shows up here.",
+            store.runs_dir.display()
+        );
+        placeholder(f, inner, &msg);
+        app.regions.runs_rows = Rect::default();
+        return;
+    }
+    let wide = inner.width >= 100;
+    let mid = inner.width >= 80;
+    let mut header = vec!["", "status", "run"];
+    let mut widths = vec![
+        Constraint::Length(1),
+        Constraint::Length(13),
+        Constraint::Min(18),
+    ];
+    if mid {
+        header.push("kind");
+        widths.push(Constraint::Length(8));
+    }
+    header.extend(["model", "epoch", "top-1"]);
+    widths.extend([
+        Constraint::Length(5),
+        Constraint::Length(7),
+        Constraint::Length(6),
+    ]);
+    if wide {
+        header.extend(["loss", "img/s"]);
+        widths.extend([Constraint::Length(6), Constraint::Length(6)]);
+    }
+    header.push("age");
+    widths.push(Constraint::Length(4));
+
+    let rows: Vec<Row> = store
+        .runs
+        .iter()
+        .map(|r| {
+            let s = &r.summary;
+            let mark = if app.marked.contains(&s.id) { "*" } else { " " };
+            let epoch = match (s.epoch, s.epochs) {
+                (Some(e), Some(n)) => format!("{}/{n}", (e + 1).min(n)),
+                (None, Some(n)) => format!("0/{n}"),
+                _ => "–".into(),
+            };
+            let mut cells = vec![
+                Span::styled(mark, Style::default().fg(Color::Yellow)),
+                Span::styled(status_label(s.status), status_style(s.status)),
+                Span::raw(s.id.clone()),
+            ];
+            if mid {
+                cells.push(Span::raw(kind_label(&s.kind).to_string()));
+            }
+            cells.push(Span::raw(s.variant.clone()));
+            cells.push(Span::raw(epoch));
+            cells.push(Span::raw(
+                s.best_top1.map_or("–".into(), |v| format!("{v:.2}")),
+            ));
+            if wide {
+                cells.push(Span::raw(s.last_loss.map_or("–".into(), format::num)));
+                cells.push(Span::raw(s.images_per_s.map_or("–".into(), format::si)));
+            }
+            cells.push(Span::raw(
+                s.last_update()
+                    .map_or("–".into(), |t| format::age(app.now, t)),
+            ));
+            Row::new(cells)
+        })
+        .collect();
+    let selected = app
+        .selected
+        .as_ref()
+        .and_then(|id| store.runs.iter().position(|r| &r.summary.id == id));
+    let mut state = TableState::default().with_selected(selected);
+    // Keep the selection visible the way Table would, and remember the offset for the mouse.
+    let body_h = inner.height.saturating_sub(1) as usize;
+    if let Some(sel) = selected
+        && body_h > 0
+        && sel >= body_h
+    {
+        *state.offset_mut() = sel + 1 - body_h;
+    }
+    let table = Table::new(rows, widths)
+        .header(
+            Row::new(header).style(
+                Style::default()
+                    .fg(Color::Gray)
+                    .add_modifier(Modifier::BOLD),
+            ),
+        )
+        .column_spacing(1)
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+    f.render_stateful_widget(table, inner, &mut state);
+    app.regions.runs_rows = Rect::new(
+        inner.x,
+        inner.y.saturating_add(1),
+        inner.width,
+        inner.height.saturating_sub(1),
+    );
+    app.regions.runs_offset = state.offset();
+}
+
+fn render_details(app: &App, run: Option<&RunEntry>, f: &mut Frame, area: Rect) {
+    let Some(run) = run else {
+        let block = panel(" Run ");
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        placeholder(f, inner, "No run selected.");
+        return;
+    };
+    let s = &run.summary;
+    let mut title = vec![
+        Span::raw(format!(" {} ", s.id)),
+        Span::styled(status_label(s.status), status_style(s.status)),
+    ];
+    if let Some(pid) = s.owner_pid.filter(|_| s.status.is_live()) {
+        title.push(Span::raw(format!(" pid {pid} ")));
+    } else {
+        title.push(Span::raw(" "));
+    }
+    let block = panel(Line::from(title));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    if inner.height == 0 {
+        return;
+    }
+    let dim = Style::default().fg(Color::DarkGray);
+    let mut lines: Vec<Line> = Vec::new();
+    let kind = if s.kind.is_empty() {
+        "kind unknown yet".to_string()
+    } else {
+        format!("{} ({})", kind_label(&s.kind), s.kind)
+    };
+    let mut what = vec![kind];
+    if !s.variant.is_empty() {
+        what.push(format!("variant {}", s.variant));
+    }
+    if !s.dataset.is_empty() {
+        what.push(s.dataset.clone());
+    }
+    if !s.devices.is_empty() {
+        what.push(format!("on {}", s.devices.join(",")));
+    }
+    if let Some(b) = s.batch_size {
+        what.push(format!("batch {b}/device"));
+    }
+    lines.push(Line::from(what.join(" · ")));
+
+    let mut metrics = Vec::new();
+    if let Some(l) = s.last_loss {
+        metrics.push(format!("loss {}", format::num(l)));
+    }
+    if let Some(t) = s.last_top1 {
+        metrics.push(format!("top-1 {t:.2}"));
+    }
+    if let Some(t) = s.last_top5 {
+        metrics.push(format!("top-5 {t:.2}"));
+    }
+    if let Some(b) = s.best_top1 {
+        metrics.push(format!("best {b:.2}"));
+    }
+    if let Some(lr) = s.lr {
+        metrics.push(format!("lr {}", format::num(lr)));
+    }
+    if let Some(i) = s.images_per_s {
+        metrics.push(format!("{} img/s", format::si(i)));
+    }
+    if !metrics.is_empty() {
+        lines.push(Line::from(metrics.join(" · ")));
+    }
+    let mut when = Vec::new();
+    if let Some(t) = s.first_t {
+        when.push(format!("created {} UTC", format::utc_datetime(t)));
+    }
+    if let Some(t) = s.last_update() {
+        let age = format::age(app.now, t);
+        when.push(if age == "now" {
+            "updated just now".to_string()
+        } else {
+            format!("updated {age} ago")
+        });
+    }
+    if let Some(w) = s.wall_s {
+        when.push(format!("took {}", format::duration(w)));
+    }
+    if !when.is_empty() {
+        lines.push(Line::styled(when.join(" · "), dim));
+    }
+    if s.checkpoints > 0 || s.last_checkpoint.is_some() {
+        lines.push(Line::styled(
+            format!(
+                "{} checkpoint(s), last {}",
+                s.checkpoints,
+                s.last_checkpoint.as_deref().unwrap_or("–")
+            ),
+            dim,
+        ));
+    }
+    if let Some(r) = &s.resumed_from {
+        lines.push(Line::styled(format!("resumed from {r}"), dim));
+    }
+    let (note, style) = match s.status {
+        RunStatus::Failed => (
+            format!("failed: {}", s.failure.as_deref().unwrap_or("(no message)")),
+            Style::default().fg(Color::Red),
+        ),
+        RunStatus::Stopped => (
+            format!(
+                "stopped by {}; r resumes from the newest checkpoint",
+                s.stop_reason.as_deref().unwrap_or("request")
+            ),
+            Style::default().fg(Color::Yellow),
+        ),
+        RunStatus::Interrupted => (
+            "no live process and no final event: it was killed or crashed. r resumes from the newest checkpoint.".into(),
+            Style::default().fg(Color::Magenta),
+        ),
+        RunStatus::New => (
+            "no events yet: the process may be starting (see its stdout.log)".into(),
+            dim,
+        ),
+        RunStatus::Running => (String::new(), dim),
+        RunStatus::Finished => (
+            s.best_top1
+                .map(|b| format!("finished: best top-1 {b:.2}%"))
+                .unwrap_or_else(|| "finished".into()),
+            Style::default().fg(Color::Blue),
+        ),
+    };
+    if !note.is_empty() {
+        lines.push(Line::styled(note, style));
+    }
+    if s.skipped_lines > 0 {
+        let first = run
+            .first_skip
+            .as_ref()
+            .map(|k| format!(" (first: line {}: {})", k.line, k.error))
+            .unwrap_or_default();
+        lines.push(Line::styled(
+            format!(
+                "{} unparsable line(s) in events.jsonl skipped{first}",
+                s.skipped_lines
+            ),
+            Style::default().fg(Color::Yellow),
+        ));
+    }
+    if matches!(
+        s.status,
+        RunStatus::Failed | RunStatus::Interrupted | RunStatus::New
+    ) && let Some(tail) = log_tail(&s.path.join(STDOUT_LOG), 4)
+    {
+        lines.push(Line::styled(format!("{STDOUT_LOG}:"), dim));
+        for l in tail {
+            lines.push(Line::styled(format!("  {l}"), dim));
+        }
+    }
+
+    let gauge_h = u16::from(s.epochs.is_some() && inner.height >= 3);
+    let [gauge_area, text_area] =
+        Layout::vertical([Constraint::Length(gauge_h), Constraint::Min(0)]).areas(inner);
+    if gauge_h > 0 {
+        let ratio = s.progress().unwrap_or(0.0);
+        let eta = if s.status.is_live() {
+            s.eta_s
+                .or_else(|| run.series.estimate_eta(s.epochs.unwrap_or(0)))
+                .map(|e| format!(" · ETA {}", format::duration(e)))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let epoch = match (s.epoch, s.epochs) {
+            (Some(e), Some(n)) => format!("epoch {}/{n}", (e + 1).min(n)),
+            (None, Some(n)) => format!("epoch 0/{n}"),
+            _ => String::new(),
+        };
+        let iter = match (s.global_iter, s.iters_per_epoch, s.epochs) {
+            (Some(g), Some(ipe), Some(n)) => {
+                let total = ipe * n as u64;
+                let done = if s.status == RunStatus::Finished {
+                    total
+                } else {
+                    (g + 1).min(total)
+                };
+                format!(" · iter {done}/{total}")
+            }
+            _ => String::new(),
+        };
+        let gauge = LineGauge::default()
+            .ratio(ratio)
+            .label(format!("{:>3.0}% {epoch}{iter}{eta}", ratio * 100.0))
+            .filled_style(status_style(s.status))
+            .unfilled_style(Style::default().fg(Color::DarkGray));
+        f.render_widget(gauge, gauge_area);
+    }
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), text_area);
+}
+
+/// The last `n` non-empty lines of a log (reading only its last 4 KiB).
+fn log_tail(path: &std::path::Path, n: usize) -> Option<Vec<String>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.chars().filter(|c| !c.is_control()).collect())
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    Some(lines[lines.len().saturating_sub(n)..].to_vec())
+}

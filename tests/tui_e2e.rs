@@ -1,0 +1,120 @@
+//! End to end, in a pseudo-terminal: start the dashboard, start a run from it, watch its curve
+//! move, stop it (with the confirmation), see it recorded as stopped, quit, terminal restored.
+//!
+//! The screen is read with the `vt100` crate; no tmux or other system package is needed.
+//!
+//! The dashboard runs in a child process: this test binary re-executed on the ignored test
+//! `dashboard_child`, which calls `run_dashboard` (until `src/main.rs` opens the dashboard; then
+//! [`dashboard_command`] can run `env!("CARGO_BIN_EXE_repopt-tui")` with its flags instead).
+//! Runs are spawned through `REPOPT_TUI_EXE`: the fake runner `tests/fixtures/fake_runner.sh`
+//! by default; [`runner_and_profile`] is the one place to switch to the real binary and the CPU
+//! demo profile `profiles/demo-hs.ron` once training exists.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::pty::{self, Pty, dashboard_command, find};
+use common::*;
+
+/// The program runs are spawned with, and the profile the test starts.
+fn runner_and_profile(tmp: &Path) -> (PathBuf, PathBuf) {
+    let runner = tmp.join("fake_runner.sh");
+    std::fs::copy(fixtures_dir().join("fake_runner.sh"), &runner).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let profiles = tmp.join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    let profile = profiles.join("demo-hs.ron");
+    std::fs::copy(fixture_profiles().join("demo-hs.ron"), &profile).unwrap();
+    (runner, profiles)
+}
+
+/// Not a test by itself: the dashboard process of `dashboard_starts_watches_and_stops_a_run`.
+#[test]
+#[ignore = "run by the end-to-end test inside a pseudo-terminal"]
+fn dashboard_child() {
+    pty::dashboard_child_main();
+}
+
+fn events_of(runs: &Path) -> Vec<String> {
+    let Some(dir) = std::fs::read_dir(runs)
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok())
+    else {
+        return Vec::new();
+    };
+    std::fs::read_to_string(dir.path().join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn dashboard_starts_watches_and_stops_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("checkpoints");
+    let (runner, profiles) = runner_and_profile(tmp.path());
+    let t = Duration::from_secs(20);
+    let mut cmd = dashboard_command(&runs, &profiles, &runner);
+    cmd.env("REPOPT_E2E_REFRESH_MS", "200");
+    let mut pty = Pty::spawn(cmd);
+
+    pty.wait_text("No runs in", t);
+    pty.send("n");
+    pty.wait_text("Start a run from a profile", t);
+    pty.wait_text("demo-hs", t);
+    pty.send("\r");
+    let s = pty.wait_text("● running", t);
+    assert!(s.contains("demo-hs-"), "{s}");
+
+    // The charts: the loss curve grows as steps arrive.
+    pty.send("2");
+    pty.wait_text("train (EMA)", t);
+    let before = pty.rows(3, 18);
+    let n_before = events_of(&runs).len();
+    std::thread::sleep(Duration::from_millis(1500));
+    let moved = pty.wait_for("the loss chart to change", t, |_| pty.rows(3, 18) != before);
+    assert!(events_of(&runs).len() > n_before, "no new events");
+    assert!(moved.contains("Loss"));
+
+    // Stop, with the confirmation.
+    pty.send("1");
+    pty.wait_text("Runs (1)", t);
+    pty.send("s");
+    pty.wait_text("Stop run?", t);
+    pty.send("y");
+    let s = pty.wait_text("■ stopped", t);
+    assert!(s.contains("stopped by SIGINT"), "{s}");
+    let events = events_of(&runs);
+    assert!(
+        events.last().unwrap().contains("\"kind\":\"stopped\""),
+        "{:?}",
+        events.last()
+    );
+    assert!(events.iter().any(|e| e.contains("\"kind\":\"checkpoint\"")));
+
+    // Quit: the process ends and leaves the alternate screen.
+    pty.send("q");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = pty.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(start.elapsed() < t, "the dashboard did not quit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    let raw = pty.raw.lock().unwrap().clone();
+    let enter = find(&raw, b"\x1b[?1049h").expect("entered the alternate screen");
+    let leave = find(&raw, b"\x1b[?1049l").expect("left the alternate screen");
+    assert!(leave > enter);
+    assert!(
+        find(&raw[leave..], b"\x1b[?25h").is_some(),
+        "cursor shown again"
+    );
+}
