@@ -71,7 +71,7 @@ fn lock_held_by_another_process_is_seen() {
         .unwrap();
     let pid = child.id();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while live_owner(dir.path()).is_none() {
+    while live_owner(dir.path()) != Some(pid) {
         assert!(std::time::Instant::now() < deadline, "lock never seen");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

@@ -3,12 +3,9 @@
 //!
 //! The screen is read with the `vt100` crate; no tmux or other system package is needed.
 //!
-//! The dashboard runs in a child process: this test binary re-executed on the ignored test
-//! `dashboard_child`, which calls `run_dashboard` (until `src/main.rs` opens the dashboard; then
-//! [`dashboard_command`] can run `env!("CARGO_BIN_EXE_repopt-tui")` with its flags instead).
-//! Runs are spawned through `REPOPT_TUI_EXE`: the fake runner `tests/fixtures/fake_runner.sh`
-//! by default; [`runner_and_profile`] is the one place to switch to the real binary and the CPU
-//! demo profile `profiles/demo-hs.ron` once training exists.
+//! The dashboard is the real binary (`repopt-tui dashboard`) and the run it starts is a real
+//! training run of the shipped CPU demo profile `profiles/demo-hs.ron`, spawned detached by the
+//! dashboard and stopped by it with SIGINT.
 
 mod common;
 
@@ -18,24 +15,13 @@ use std::time::{Duration, Instant};
 use common::pty::{self, Pty, dashboard_command, find};
 use common::*;
 
-/// The program runs are spawned with, and the profile the test starts.
+/// The program runs are spawned with (the real binary), and a profiles folder holding the demo.
 fn runner_and_profile(tmp: &Path) -> (PathBuf, PathBuf) {
-    let runner = tmp.join("fake_runner.sh");
-    std::fs::copy(fixtures_dir().join("fake_runner.sh"), &runner).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
     let profiles = tmp.join("profiles");
     std::fs::create_dir_all(&profiles).unwrap();
-    let profile = profiles.join("demo-hs.ron");
-    std::fs::copy(fixture_profiles().join("demo-hs.ron"), &profile).unwrap();
-    (runner, profiles)
-}
-
-/// Not a test by itself: the dashboard process of `dashboard_starts_watches_and_stops_a_run`.
-#[test]
-#[ignore = "run by the end-to-end test inside a pseudo-terminal"]
-fn dashboard_child() {
-    pty::dashboard_child_main();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/demo-hs.ron");
+    std::fs::copy(demo, profiles.join("demo-hs.ron")).unwrap();
+    (PathBuf::from(env!("CARGO_BIN_EXE_repopt-tui")), profiles)
 }
 
 fn events_of(runs: &Path) -> Vec<String> {
@@ -60,7 +46,7 @@ fn dashboard_starts_watches_and_stops_a_run() {
     let (runner, profiles) = runner_and_profile(tmp.path());
     let t = Duration::from_secs(20);
     let mut cmd = dashboard_command(&runs, &profiles, &runner);
-    cmd.env("REPOPT_E2E_REFRESH_MS", "200");
+    cmd.args(["--refresh-ms", "200"]);
     let mut pty = Pty::spawn(cmd);
 
     pty.wait_text("No runs in", t);

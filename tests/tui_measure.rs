@@ -22,16 +22,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::pty::{self, Pty, dashboard_command};
+use common::pty::{Pty, dashboard_command};
 use common::*;
 use repopt_tui::rundir::events::*;
 use repopt_tui::rundir::{EventWriter, RunLock, read_all};
-
-#[test]
-#[ignore = "the dashboard process of the measurement"]
-fn dashboard_child() {
-    pty::dashboard_child_main();
-}
 
 /// The synthetic run (a child process: this binary re-executed on this test).
 #[test]

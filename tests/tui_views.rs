@@ -311,7 +311,7 @@ fn snapshot_checkpoints_list() {
     select(&mut app, TARGET_ID);
     app.act(Action::Checkpoints);
     let s = text(&mut app, 100, 30);
-    assert!(s.contains("ckpt/e0005-i000600.ckpt"), "{s}");
+    assert!(s.contains("ckpt/e0006-i000000600.ckpt"), "{s}");
     insta::assert_snapshot!("checkpoints", s);
 }
 

@@ -58,6 +58,8 @@ pub enum Command {
     /// The method end to end on the CPU in minutes: a Hyper-Search on synthetic data, then
     /// RepOpt-VGG trained with the scales it found (profiles built in).
     Demo(demo::DemoArgs),
+    /// The dashboard (what `repopt-tui` opens on a terminal): runs, charts, scales, GPUs, MaxBS.
+    Dashboard(DashboardArgs),
     /// Data sets: what a spec resolves to, and a full read of every image.
     #[command(subcommand)]
     Data(DataCommand),
@@ -73,6 +75,29 @@ pub enum Command {
     /// Benchmarks: training steps of the models.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+}
+
+#[derive(clap::Args, Debug, Default)]
+pub struct DashboardArgs {
+    /// Where run profiles (`*.ron`) and scales profiles (`scales/*.ron`) are listed from.
+    #[arg(long, default_value = "profiles")]
+    profiles_dir: PathBuf,
+    /// How often run directories are polled, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    refresh_ms: u64,
+    /// Capture the mouse (click tabs and runs, scroll); turns off the terminal's text selection.
+    #[arg(long)]
+    mouse: bool,
+}
+
+fn dashboard(args: DashboardArgs, runs_dir: PathBuf) -> anyhow::Result<std::process::ExitCode> {
+    crate::tui::run_dashboard(crate::tui::DashboardOptions {
+        runs_dir,
+        profiles_dir: args.profiles_dir,
+        refresh: std::time::Duration::from_millis(args.refresh_ms.max(50)),
+        mouse: args.mouse,
+    })?;
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 #[derive(Subcommand, Debug)]
@@ -102,6 +127,7 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         Some(Command::Models(args)) => models::run(args),
         Some(Command::Verify(args)) => verify::run(args),
         Some(Command::Bench(cmd)) => bench::run(cmd),
+        Some(Command::Dashboard(args)) => dashboard(args, cli.runs_dir),
         Some(Command::Data(DataCommand::Show { spec })) => {
             print!(
                 "{}",
@@ -137,6 +163,16 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
                 })
             }
             None => {
+                use std::io::IsTerminal;
+                if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+                    let args = DashboardArgs {
+                        profiles_dir: "profiles".into(),
+                        refresh_ms: 500,
+                        mouse: false,
+                    };
+                    return dashboard(args, cli.runs_dir);
+                }
+                // Not a terminal (a pipe, cron, CI): say what the tool does instead.
                 use clap::CommandFactory;
                 Cli::command().print_help()?;
                 Ok(std::process::ExitCode::SUCCESS)

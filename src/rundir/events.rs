@@ -163,6 +163,8 @@ pub struct GpuDeviceSample {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointEvent {
+    /// Epochs completed when the checkpoint was taken; a resumed run continues with this
+    /// (0-based) epoch, at iteration `global_iter - epoch × iters_per_epoch` of it.
     pub epoch: u32,
     /// Global iteration the checkpoint resumes at.
     pub global_iter: u64,

@@ -11,7 +11,8 @@ use crate::model::fuse::to_deploy;
 use crate::model::params::named_tensors;
 use crate::model::{Classifier, HsNet, RepVggNet, TargetNet};
 use crate::profile::{BlockScales, ScalesProfile};
-use crate::rundir::events::{Histogram, LayerScales, ScaleStats, ScalesEvent};
+use crate::rundir::events::{LayerScales, ScalesEvent};
+use crate::rundir::scale_stats;
 
 /// Per-kind behaviour of a model the training loop trains.
 pub trait TrainModel<B: AutodiffBackend>:
@@ -77,33 +78,6 @@ pub fn save_safetensors<B: Backend, M: burn::module::Module<B>>(
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Summary and histogram (`bins` equal bins over [min, max]) of one scale vector.
-pub fn scale_stats(v: &[f32], bins: usize) -> ScaleStats {
-    let n = v.len().max(1) as f64;
-    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
-    let std = (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
-    let min = v.iter().fold(f64::INFINITY, |m, &x| m.min(x as f64));
-    let max = v.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
-    let (lo, hi) = if max > min {
-        (min, max)
-    } else {
-        (min - 0.5, min + 0.5)
-    };
-    let mut counts = vec![0u32; bins];
-    for &x in v {
-        let i = (((x as f64 - lo) / (hi - lo)) * bins as f64) as usize;
-        counts[i.min(bins - 1)] += 1;
-    }
-    ScaleStats {
-        mean,
-        std,
-        min,
-        max,
-        negative: v.iter().filter(|&&x| x < 0.0).count(),
-        hist: Histogram { lo, hi, counts },
-    }
-}
-
 /// The `scales` event of an HS model's current scales.
 pub fn scales_event(profile: &ScalesProfile, epoch: u32) -> ScalesEvent {
     ScalesEvent {
@@ -118,18 +92,5 @@ pub fn scales_event(profile: &ScalesProfile, epoch: u32) -> ScalesEvent {
                 u: b.u.as_deref().map(|u| scale_stats(u, 24)),
             })
             .collect(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn histogram_by_hand() {
-        let s = scale_stats(&[0.0, 0.5, 1.0, -1.0], 4);
-        assert_eq!((s.min, s.max, s.negative), (-1.0, 1.0, 1));
-        assert_eq!(s.hist.counts, vec![1, 0, 1, 2]);
-        assert!((s.mean - 0.125).abs() < 1e-12);
     }
 }

@@ -14,7 +14,7 @@ use crate::rundir::{RunStatus, unix_now};
 use super::control::{self, Launcher, list_checkpoints};
 use super::format;
 use super::keymap::{self, Action, Context};
-use super::scales::ScalesProfileFile;
+use super::scales::{ScalesProfileFile, ScalesProfileView};
 use super::series::{Ema, Metric, MinMaxIndex};
 use super::store::{Store, lock};
 
@@ -719,7 +719,7 @@ impl App {
                 detail: format!(
                     "{}{}{}{}",
                     c.epoch
-                        .map(|e| format!("epoch {} ", e + 1))
+                        .map(|e| format!("{e} epochs done, "))
                         .unwrap_or_default(),
                     c.global_iter
                         .map(|g| format!("iter {g} "))
@@ -753,7 +753,7 @@ impl App {
                 self.resume(Some(item.path));
             }
             PickerKind::ScalesProfile => {
-                let loaded = ScalesProfileFile::load(&item.path);
+                let loaded = ScalesProfileFile::load_for_view(&item.path);
                 let (variant, source) = loaded
                     .as_ref()
                     .map(|p| (p.variant.clone(), p.source.clone()))

@@ -1,12 +1,7 @@
 //! Scales profiles (`scales.ron`, `profiles/scales/*.ron`) for the scales view.
 //!
-//! A local `Deserialize` mirror of the lead's `crate::profile::ScalesProfile` (same field names),
-//! so the dashboard does not depend on the profile module; switch to that type once both are on
-//! one branch.
 
 use std::path::Path;
-
-use serde::Deserialize;
 
 use crate::rundir::events::{LayerScales, ScalesEvent};
 use crate::rundir::scale_stats;
@@ -14,30 +9,22 @@ use crate::rundir::scale_stats;
 /// Bins of the histograms computed from a profile's raw vectors.
 pub const PROFILE_BINS: usize = 16;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ScalesProfileFile {
-    pub variant: String,
-    pub source: String,
-    pub blocks: Vec<BlockScalesFile>,
+/// A scales profile, read with the strict profile loader.
+pub type ScalesProfileFile = crate::profile::ScalesProfile;
+
+/// The scales view's use of a profile.
+pub trait ScalesProfileView {
+    fn load_for_view(path: &Path) -> Result<ScalesProfileFile, String>;
+    fn to_event(&self) -> ScalesEvent;
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct BlockScalesFile {
-    pub name: String,
-    pub s: Vec<f32>,
-    pub t: Vec<f32>,
-    #[serde(default)]
-    pub u: Option<Vec<f32>>,
-}
-
-impl ScalesProfileFile {
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        ron::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+impl ScalesProfileView for ScalesProfileFile {
+    fn load_for_view(path: &Path) -> Result<Self, String> {
+        Self::load(path).map_err(|e| e.to_string())
     }
 
     /// The profile as one `scales` event (epoch 0), so the scales view draws it like a run.
-    pub fn to_event(&self) -> ScalesEvent {
+    fn to_event(&self) -> ScalesEvent {
         ScalesEvent {
             epoch: 0,
             layers: self

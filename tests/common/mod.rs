@@ -92,6 +92,7 @@ pub fn eval(epoch: u32, loss: f64, top1: f64, top5: f64) -> EventBody {
     })
 }
 
+/// A checkpoint after `epoch` completed epochs (the schema's meaning), at `global_iter`.
 pub fn checkpoint(epoch: u32, global_iter: u64, best: bool) -> EventBody {
     EventBody::Checkpoint(CheckpointEvent {
         epoch,
@@ -102,7 +103,7 @@ pub fn checkpoint(epoch: u32, global_iter: u64, best: bool) -> EventBody {
 }
 
 pub fn ckpt_name(epoch: u32, global_iter: u64) -> String {
-    format!("ckpt/e{epoch:04}-i{global_iter:06}.ckpt")
+    format!("ckpt/e{epoch:04}-i{global_iter:09}.ckpt")
 }
 
 /// A deterministic pseudo-random number in [0, 1) (splitmix64 of a seed).
@@ -261,7 +262,7 @@ pub fn hs_events() -> Vec<Event> {
             ));
             out.push(ev(t + 0.1, EventBody::Scales(hs_scales(epoch))));
             let g = (epoch as u64 + 1) * ipe;
-            out.push(ev(t + 0.2, checkpoint(epoch, g, true)));
+            out.push(ev(t + 0.2, checkpoint(epoch + 1, g, true)));
             t += 1.0;
         }
     }
@@ -301,7 +302,7 @@ pub fn target_events() -> Vec<Event> {
         ));
         out.push(ev(
             t + 1.0,
-            checkpoint(epoch, (epoch as u64 + 1) * ipe, top1 >= best),
+            checkpoint(epoch + 1, (epoch as u64 + 1) * ipe, top1 >= best),
         ));
         t += 20.0;
     }
@@ -339,7 +340,7 @@ pub fn repvgg_events() -> Vec<Event> {
         t += 17.0;
         if g == 90 {
             out.push(ev(t, eval(0, 5.2, 9.8, 25.3)));
-            out.push(ev(t + 1.0, checkpoint(0, 100, true)));
+            out.push(ev(t + 1.0, checkpoint(1, 100, true)));
         }
     }
     out.push(ev(

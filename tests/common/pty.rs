@@ -141,43 +141,18 @@ impl Drop for Pty {
     }
 }
 
-/// The dashboard as a command.
+/// The dashboard as a command (default refresh): the real binary, watching `runs`, listing
+/// `profiles`, spawning runs with `runner`.
 pub fn dashboard_command(runs: &Path, profiles: &Path, runner: &Path) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "dashboard_child",
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env("REPOPT_E2E_CHILD", "1")
-    .env("REPOPT_E2E_RUNS", runs)
-    .env("REPOPT_E2E_PROFILES", profiles)
-    .env("REPOPT_TUI_EXE", runner)
-    .env("TERM", "xterm-256color");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_repopt-tui"));
+    cmd.arg("dashboard")
+        .arg("--runs-dir")
+        .arg(runs)
+        .arg("--profiles-dir")
+        .arg(profiles)
+        .env("REPOPT_TUI_EXE", runner)
+        .env("TERM", "xterm-256color");
     cmd
-}
-
-/// The body of each test binary's ignored `dashboard_child` test: the dashboard process.
-pub fn dashboard_child_main() {
-    if std::env::var_os("REPOPT_E2E_CHILD").is_none() {
-        return;
-    }
-    let opts = repopt_tui::tui::DashboardOptions {
-        runs_dir: std::env::var_os("REPOPT_E2E_RUNS").unwrap().into(),
-        profiles_dir: std::env::var_os("REPOPT_E2E_PROFILES").unwrap().into(),
-        refresh: std::env::var("REPOPT_E2E_REFRESH_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_millis)
-            .unwrap_or(repopt_tui::tui::DashboardOptions::default().refresh),
-        mouse: false,
-    };
-    if let Err(e) = repopt_tui::tui::run_dashboard(opts) {
-        eprintln!("dashboard failed: {e:#}");
-        std::process::exit(1);
-    }
 }
 
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
