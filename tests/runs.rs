@@ -418,7 +418,7 @@ fn hs_then_target_on_cifar10_images_learn_and_chain() {
                     None
                 }
             })
-            .last()
+            .next_back()
             .unwrap();
         assert!(
             top1 > 30.0,
@@ -455,7 +455,7 @@ fn last_eval_top1(dir: &Path) -> f64 {
                 None
             }
         })
-        .last()
+        .next_back()
         .unwrap()
 }
 

@@ -12,8 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::pty::{self, Pty, dashboard_command, find};
-use common::*;
+use common::pty::{Pty, dashboard_command, find};
 
 /// The program runs are spawned with (the real binary), and a profiles folder holding the demo.
 fn runner_and_profile(tmp: &Path) -> (PathBuf, PathBuf) {

@@ -235,6 +235,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         stop,
         stop_after: opts.stop_after,
         profile_path: absolute(&opts.profile),
+        bookkeeping: std::time::Duration::ZERO,
     };
     match dispatch(&devices, TrainTask(&mut ctx)) {
         Ok(Ok(outcome)) => Ok(outcome),

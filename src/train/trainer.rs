@@ -42,11 +42,16 @@ pub struct RunCtx {
     /// Stop (checkpoint + `stopped`) after this many iterations of this process.
     pub stop_after: Option<u64>,
     pub profile_path: PathBuf,
+    /// Time spent writing events and checkpoints in this process (the run's bookkeeping).
+    pub bookkeeping: std::time::Duration,
 }
 
 impl RunCtx {
     fn emit(&mut self, body: EventBody) {
-        if let Err(e) = self.events.emit(body) {
+        let start = Instant::now();
+        let written = self.events.emit(body);
+        self.bookkeeping += start.elapsed();
+        if let Err(e) = written {
             eprintln!(
                 "warning: cannot append to {}: {e}",
                 self.events.path().display()
@@ -224,6 +229,7 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
     let (mut win_loss, mut win_correct, mut win_seen, mut win_start) =
         (0.0f64, 0u64, 0u64, Instant::now());
 
+    let mut last_top1 = None;
     while state.epoch < profile.recipe.epochs {
         let epoch = state.epoch;
         let epoch_start = Instant::now();
@@ -370,6 +376,7 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
             train_loss: Some(train_loss),
             train_top1: Some(train_top1),
         }));
+        last_top1 = Some(top1);
         let best = state.best_top1.is_none_or(|b| top1 > b);
         if best {
             state.best_top1 = Some(top1);
@@ -431,16 +438,20 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
         extra.push(format!("scales exported to {}", export.display()));
     }
     let wall = elapsed_before + process_start.elapsed().as_secs_f64();
+    let bookkeeping = ctx.bookkeeping.as_secs_f64();
     ctx.emit(EventBody::Finished(events::Finished {
         epochs: profile.recipe.epochs,
         best_top1: state.best_top1,
-        final_top1: None,
+        final_top1: last_top1,
         wall_s: wall,
     }));
     ctx.say(&format!(
-        "finished in {}: best top-1 {:.2}% | wrote {}",
+        "finished in {}: best top-1 {:.2}% | events and checkpoints took {:.2} s ({:.2}% of this process's {:.1} s) | wrote {}",
         fmt_duration(wall),
         state.best_top1.unwrap_or(0.0),
+        bookkeeping,
+        100.0 * bookkeeping / process_start.elapsed().as_secs_f64().max(1e-9),
+        process_start.elapsed().as_secs_f64(),
         extra.join(", ")
     ));
     Ok(RunOutcome::Finished)
@@ -495,6 +506,20 @@ pub fn evaluate_inner<B: burn::tensor::backend::Backend, M: crate::model::Classi
 /// Writes a checkpoint of the current position; a failure is reported and training goes on
 /// (the previous checkpoints stay intact).
 fn save<B: AutodiffBackend, M: TrainModel<B>>(
+    ctx: &mut RunCtx,
+    model: &M,
+    opt: &RepOptimizer<B::InnerBackend>,
+    state: &TrainState,
+    best: bool,
+) -> Option<String> {
+    let (start, before) = (Instant::now(), ctx.bookkeeping);
+    let written = save_inner(ctx, model, opt, state, best);
+    // The checkpoint event written inside is part of this, not counted twice.
+    ctx.bookkeeping = before + start.elapsed();
+    written
+}
+
+fn save_inner<B: AutodiffBackend, M: TrainModel<B>>(
     ctx: &mut RunCtx,
     model: &M,
     opt: &RepOptimizer<B::InnerBackend>,
