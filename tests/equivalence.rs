@@ -26,7 +26,18 @@ const ADAMW: UpdateRule = UpdateRule::AdamW {
 };
 
 fn run(rule: UpdateRule, lr: f64, negative_scales: bool, mask_weight_decay: bool) -> VerifyReport {
+    run_with(rule, lr, negative_scales, mask_weight_decay, false)
+}
+
+fn run_with(
+    rule: UpdateRule,
+    lr: f64,
+    negative_scales: bool,
+    mask_weight_decay: bool,
+    tensor_ops: bool,
+) -> VerifyReport {
     let mut cfg = VerifyConfig::new(variant("T0").unwrap());
+    cfg.tensor_ops = tensor_ops;
     cfg.optimizer = OptimizerConfig::new(rule, 0.05);
     cfg.optimizer.mask_weight_decay = mask_weight_decay;
     cfg.lr = lr;
@@ -108,4 +119,17 @@ fn adamw_with_negative_scales_is_not_equivalent() {
         "negative scales must break AdamW: {:e}",
         r.kernel_rel_diff
     );
+}
+
+#[test]
+fn the_tensor_operation_update_used_on_gpus_is_equivalent_too() {
+    for (rule, lr, negative) in [(NESTEROV, 0.01, true), (ADAMW, 0.002, false)] {
+        let r = run_with(rule, lr, negative, false, true);
+        assert!(
+            r.kernel_rel_diff < 1e-5 && r.output_rel_diff < 1e-5,
+            "{rule:?}: {:e} / {:e}",
+            r.kernel_rel_diff,
+            r.output_rel_diff
+        );
+    }
 }

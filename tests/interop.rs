@@ -236,6 +236,13 @@ fn loading_a_checkpoint_into_the_wrong_model_names_the_tensors() {
 
 #[test]
 fn repoptimizer_sgd_trajectory_equals_the_pytorch_reference() {
+    // Both implementations of the update: fused host loops (CPU) and tensor operations (GPU).
+    for tensor_ops in [false, true] {
+        sgd_trajectory(tensor_ops);
+    }
+}
+
+fn sgd_trajectory(tensor_ops: bool) {
     let device = Default::default();
     let v = variant("T0").unwrap();
     let io = io();
@@ -252,6 +259,9 @@ fn repoptimizer_sgd_trajectory_equals_the_pytorch_reference() {
         OptimizerConfig::new(UpdateRule::official_sgd(), 4e-5),
         masks,
     );
+    if tensor_ops {
+        opt = opt.with_tensor_ops();
+    }
     for step in 0..5 {
         let x = tensor4::<AB>(&io, &format!("sgd_x{step}"));
         let labels: Vec<i64> = io[&format!("sgd_y{step}")]

@@ -105,6 +105,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         classes: 10,
         lr: args.lr,
         seed: args.seed,
+        tensor_ops: false,
     };
     println!(
         "verify: {} with scales {} ({} negative), {:?}, wd {}, lr {}, {} steps of batch {} at {}x{} on {}",

@@ -29,6 +29,8 @@ pub struct VerifyConfig {
     pub classes: usize,
     pub lr: f64,
     pub seed: u64,
+    /// Use the tensor-operation update even on the CPU (the path GPUs take).
+    pub tensor_ops: bool,
 }
 
 impl VerifyConfig {
@@ -44,6 +46,7 @@ impl VerifyConfig {
             classes: 10,
             lr: 0.01,
             seed: 1,
+            tensor_ops: false,
         }
     }
 }
@@ -233,6 +236,10 @@ pub fn run_equivalence<AB: AutodiffBackend>(
     let mut csla_opt = RepOptimizer::<AB::InnerBackend>::plain(cfg.optimizer).with_frozen(frozen);
     let masks = GradMults::from_scales(&scales, variant, cfg.optimizer.rule.mask_power(), device);
     let mut repopt = RepOptimizer::<AB::InnerBackend>::new(cfg.optimizer, masks);
+    if cfg.tensor_ops {
+        csla_opt = csla_opt.with_tensor_ops();
+        repopt = repopt.with_tensor_ops();
+    }
 
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xda7a);
     let (mut hs, mut csla_losses, mut repopt_losses) = (hs, vec![], vec![]);

@@ -3,6 +3,7 @@
 //! with it, and the learning-rate schedule. Plain SGD is the same code without masks.
 
 pub mod equivalence;
+pub mod host;
 pub mod kernels;
 pub mod optimizer;
 pub mod reinit;

@@ -143,15 +143,22 @@ pub struct RepOptimizer<B: Backend> {
     masks: GradMults<B>,
     frozen: HashSet<String>,
     state: HashMap<String, ParamState<B>>,
+    /// CPU backend: update with fused host loops (`host.rs`) instead of tensor operations.
+    host: bool,
+    /// Host copies of the masks for the fused loops, made on first use.
+    host_masks: HashMap<String, std::sync::Arc<Vec<f32>>>,
 }
 
 impl<B: Backend> RepOptimizer<B> {
     pub fn new(config: OptimizerConfig, masks: GradMults<B>) -> Self {
+        let host = std::any::TypeId::of::<B>() == std::any::TypeId::of::<burn::backend::Flex>();
         RepOptimizer {
             config,
             masks,
             frozen: HashSet::new(),
             state: HashMap::new(),
+            host,
+            host_masks: HashMap::new(),
         }
     }
 
@@ -163,6 +170,12 @@ impl<B: Backend> RepOptimizer<B> {
     /// Parameters that are never updated (the constant s and t of a CSLA model).
     pub fn with_frozen(mut self, names: impl IntoIterator<Item = String>) -> Self {
         self.frozen.extend(names);
+        self
+    }
+
+    /// Uses tensor operations even on the CPU backend (tests compare the two paths).
+    pub fn with_tensor_ops(mut self) -> Self {
+        self.host = false;
         self
     }
 
@@ -208,19 +221,36 @@ impl<B: Backend> RepOptimizer<B> {
         (model, norm)
     }
 
-    fn update(
+    fn update<const D: usize>(
         &mut self,
         name: &str,
-        rank: usize,
-        param: Tensor<B, 1>,
-        grad: Tensor<B, 1>,
+        param: Tensor<B, D>,
+        grad: Tensor<B, D>,
         lr: f64,
-    ) -> Tensor<B, 1> {
-        let wd = if decays(name, rank) {
+    ) -> Tensor<B, D> {
+        let wd = if decays(name, D) {
             self.config.weight_decay
         } else {
             0.0
         };
+        if self.host {
+            return self.update_host(name, wd, param, grad, lr);
+        }
+        // Tensor operations on flattened tensors (state and masks are kept flat).
+        let shape = param.shape();
+        let n = shape.num_elements();
+        self.update_tensor_ops(name, wd, param.reshape([n]), grad.reshape([n]), lr)
+            .reshape(shape)
+    }
+
+    fn update_tensor_ops(
+        &mut self,
+        name: &str,
+        wd: f64,
+        param: Tensor<B, 1>,
+        grad: Tensor<B, 1>,
+        lr: f64,
+    ) -> Tensor<B, 1> {
         let mask = self.masks.get(name).cloned();
         let state = self.state.entry(name.to_string()).or_insert(ParamState {
             momentum: None,
@@ -290,6 +320,99 @@ impl<B: Backend> RepOptimizer<B> {
                 param - (numer / denom).mul_scalar(lr / bias1)
             }
         }
+    }
+
+    /// [`Self::update`] on host memory: the CPU backend hands its buffers over without copies
+    /// when they are not shared.
+    fn update_host<const D: usize>(
+        &mut self,
+        name: &str,
+        wd: f64,
+        param: Tensor<B, D>,
+        grad: Tensor<B, D>,
+        lr: f64,
+    ) -> Tensor<B, D> {
+        let device = param.device();
+        let n = param.shape().num_elements();
+        if let Some(m) = self.masks.get(name)
+            && !self.host_masks.contains_key(name)
+        {
+            let values = m
+                .clone()
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .expect("f32 mask");
+            self.host_masks
+                .insert(name.to_string(), std::sync::Arc::new(values));
+        }
+        let mask = self.host_masks.get(name).cloned();
+        let mask = mask.as_deref().map(|m| m.as_slice());
+        let state = self.state.entry(name.to_string()).or_insert(ParamState {
+            momentum: None,
+            exp_avg: None,
+            exp_avg_sq: None,
+            steps: 0,
+        });
+        let host = |t: Option<Tensor<B, 1>>| -> (TensorData, bool) {
+            match t {
+                Some(t) => (t.into_data().convert::<f32>(), false),
+                None => (TensorData::new(vec![0f32; n], [n]), true),
+            }
+        };
+        let mut p = param.into_data().convert::<f32>();
+        let g = grad.into_data().convert::<f32>();
+        let (pv, gv) = (
+            p.as_mut_slice::<f32>().expect("f32"),
+            g.as_slice::<f32>().expect("f32"),
+        );
+        match self.config.rule {
+            UpdateRule::Sgd { momentum, nesterov } => {
+                let mut buf = (momentum != 0.0).then(|| host(state.momentum.take()));
+                let first = buf.as_ref().is_some_and(|b| b.1);
+                let bv = buf
+                    .as_mut()
+                    .map(|b| b.0.as_mut_slice::<f32>().expect("f32"));
+                super::host::sgd(
+                    pv,
+                    gv,
+                    mask,
+                    bv,
+                    first,
+                    wd as f32,
+                    self.config.mask_weight_decay,
+                    momentum as f32,
+                    nesterov,
+                    lr as f32,
+                );
+                state.momentum = buf.map(|b| Tensor::from_data(b.0, &device));
+            }
+            UpdateRule::AdamW { beta1, beta2, eps } => {
+                state.steps += 1;
+                let (mut m, first) = host(state.exp_avg.take());
+                let (mut v, _) = host(state.exp_avg_sq.take());
+                let bias1 = 1.0 - beta1.powi(state.steps as i32);
+                let bias2 = 1.0 - beta2.powi(state.steps as i32);
+                super::host::adamw(
+                    pv,
+                    gv,
+                    mask,
+                    m.as_mut_slice::<f32>().expect("f32"),
+                    v.as_mut_slice::<f32>().expect("f32"),
+                    first,
+                    wd as f32,
+                    lr as f32,
+                    beta1 as f32,
+                    beta2 as f32,
+                    eps as f32,
+                    bias1 as f32,
+                    bias2.sqrt() as f32,
+                );
+                state.exp_avg = Some(Tensor::from_data(m, &device));
+                state.exp_avg_sq = Some(Tensor::from_data(v, &device));
+            }
+        }
+        Tensor::from_data(p, &device)
     }
 
     /// The state as named tensors (`<param>.momentum_buffer`, `<param>.exp_avg`,
@@ -417,15 +540,12 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB::InnerBackend> 
         }
         let (id, tensor, mapper) = param.consume();
         let require_grad = tensor.is_require_grad();
-        let inner = tensor.inner();
-        let shape = inner.shape();
-        let n = shape.num_elements();
-        let mut grad = grad.reshape([n]);
+        let mut grad = grad;
         if let Some(c) = self.clip {
             grad = grad.mul_scalar(c);
         }
-        let updated = self.opt.update(&name, D, inner.reshape([n]), grad, self.lr);
-        let mut tensor = Tensor::<AB, D>::from_inner(updated.reshape(shape));
+        let updated = self.opt.update(&name, tensor.inner(), grad, self.lr);
+        let mut tensor = Tensor::<AB, D>::from_inner(updated);
         if require_grad {
             tensor = tensor.require_grad();
         }

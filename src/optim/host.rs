@@ -1,0 +1,126 @@
+//! The optimizer updates as fused loops over host memory, for the CPU backend: one pass per
+//! parameter instead of a tensor operation (and often an allocation) per term. The same
+//! arithmetic, in the same order, as the tensor-operation path in `optimizer.rs`, which GPUs use;
+//! a test runs both on the same inputs.
+
+use rayon::prelude::*;
+
+/// Elements per parallel chunk: large enough to amortize scheduling, small enough to balance.
+const CHUNK: usize = 1 << 15;
+
+/// SGD with Grad Mult, in the official order: d = g ⊙ M; d += wd·p; momentum buffer
+/// (b = d on the first step, else μ·b + d); Nesterov d + μ·b (else b); p −= lr·d.
+#[allow(clippy::too_many_arguments)]
+pub fn sgd(
+    p: &mut [f32],
+    g: &[f32],
+    mask: Option<&[f32]>,
+    buf: Option<&mut [f32]>,
+    first: bool,
+    wd: f32,
+    mask_weight_decay: bool,
+    momentum: f32,
+    nesterov: bool,
+    lr: f32,
+) {
+    let step = |p: &mut f32, g: f32, m: Option<f32>, b: Option<&mut f32>| {
+        let mut d = match m {
+            Some(m) => g * m,
+            None => g,
+        };
+        if wd != 0.0 {
+            let decay = *p * wd;
+            d += match (m, mask_weight_decay) {
+                (Some(m), true) => decay * m,
+                _ => decay,
+            };
+        }
+        if let Some(b) = b {
+            let nb = if first { d } else { *b * momentum + d };
+            *b = nb;
+            d = if nesterov { d + nb * momentum } else { nb };
+        }
+        *p -= d * lr;
+    };
+    let n = p.len();
+    match buf {
+        Some(buf) => p
+            .par_chunks_mut(CHUNK)
+            .zip(buf.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(c, (pc, bc))| {
+                let o = c * CHUNK;
+                for i in 0..pc.len() {
+                    step(
+                        &mut pc[i],
+                        g[o + i],
+                        mask.map(|m| m[o + i]),
+                        Some(&mut bc[i]),
+                    );
+                }
+            }),
+        None => p.par_chunks_mut(CHUNK).enumerate().for_each(|(c, pc)| {
+            let o = c * CHUNK;
+            for i in 0..pc.len() {
+                step(&mut pc[i], g[o + i], mask.map(|m| m[o + i]), None);
+            }
+        }),
+    }
+    debug_assert_eq!(g.len(), n);
+}
+
+/// AdamW as the official RepOptimizerAdamW: g' = g ⊙ M; p ·= 1 − lr·wd; m = β1·m + (1−β1)·g';
+/// v = β2·v + (1−β2)·g'²; p −= lr/bc1 · (m ⊙ M) / (sqrt(v)/sqrt(bc2) + eps).
+#[allow(clippy::too_many_arguments)]
+pub fn adamw(
+    p: &mut [f32],
+    g: &[f32],
+    mask: Option<&[f32]>,
+    exp_avg: &mut [f32],
+    exp_avg_sq: &mut [f32],
+    first: bool,
+    wd: f32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    bias1: f32,
+    bias2_sqrt: f32,
+) {
+    let decay = 1.0 - lr * wd;
+    let step_size = lr / bias1;
+    p.par_chunks_mut(CHUNK)
+        .zip(exp_avg.par_chunks_mut(CHUNK))
+        .zip(exp_avg_sq.par_chunks_mut(CHUNK))
+        .enumerate()
+        .for_each(|(c, ((pc, mc), vc))| {
+            let o = c * CHUNK;
+            for i in 0..pc.len() {
+                let k = mask.map(|m| m[o + i]);
+                let gi = match k {
+                    Some(k) => g[o + i] * k,
+                    None => g[o + i],
+                };
+                if wd != 0.0 {
+                    pc[i] *= decay;
+                }
+                let m = if first {
+                    gi * (1.0 - beta1)
+                } else {
+                    mc[i] * beta1 + gi * (1.0 - beta1)
+                };
+                let v = if first {
+                    gi * gi * (1.0 - beta2)
+                } else {
+                    vc[i] * beta2 + gi * gi * (1.0 - beta2)
+                };
+                mc[i] = m;
+                vc[i] = v;
+                let numer = match k {
+                    Some(k) => m * k,
+                    None => m,
+                };
+                pc[i] -= numer / (v.sqrt() / bias2_sqrt + eps) * step_size;
+            }
+        });
+}
