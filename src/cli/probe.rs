@@ -139,7 +139,12 @@ pub fn probe(args: ProbeArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
         Some(name) => variant(name)?,
         None => profile.variant(),
     };
-    let device = args.device.unwrap_or(profile.devices[0]);
+    // A heap budget means a CPU probe unless a device is named.
+    let device = args.device.unwrap_or(if args.memory_limit.is_some() {
+        DeviceSpec::Cpu
+    } else {
+        profile.devices[0]
+    });
     let memory_limit = args
         .memory_limit
         .as_deref()
@@ -224,6 +229,7 @@ pub fn probe(args: ProbeArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
         let result = search(&cfg, model, |b| {
             let t = run_trial(&exe, &cfg, model, b);
             match &t {
+                Trial::Error(_) => {}
                 Trial::Fits(r) => println!(
                     "  {:<7} batch {:>5}: fits ({:.1} img/s{})",
                     model.name(),
@@ -238,6 +244,16 @@ pub fn probe(args: ProbeArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
             }
             t
         });
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let message = format!("the {} trial could not run: {e}", model.name());
+                events.emit(EventBody::Failed(events::Failed {
+                    message: message.clone(),
+                }))?;
+                anyhow::bail!(message);
+            }
+        };
         events.emit(EventBody::Probe(events::ProbeResult {
             model: model.name().into(),
             variant: v.name.into(),

@@ -53,7 +53,10 @@ pub struct TrialReport {
 #[derive(Debug, Clone)]
 pub enum Trial {
     Fits(TrialReport),
+    /// Out of memory (the allocator's limit, a CUDA out-of-memory error) or too slow.
     DoesNotFit(String),
+    /// The trial could not run at all (no such device, a broken build): the probe stops.
+    Error(String),
 }
 
 /// The search result for one model.
@@ -187,7 +190,12 @@ pub fn run_trial(exe: &Path, cfg: &ProbeConfig, model: ModelKind, batch: usize) 
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return Trial::DoesNotFit(format!("cannot start the trial process: {e}")),
+        Err(e) => {
+            return Trial::Error(format!(
+                "cannot start the trial process {}: {e}",
+                exe.display()
+            ));
+        }
     };
     let start = Instant::now();
     loop {
@@ -220,6 +228,10 @@ pub fn run_trial(exe: &Path, cfg: &ProbeConfig, model: ModelKind, batch: usize) 
             .unwrap_or("")
             .trim()
             .to_string();
+        // Our own command-line errors (exit 1, "error: …") are not out-of-memory failures.
+        if out.status.code() == Some(1) && why.starts_with("error:") {
+            return Trial::Error(why.trim_start_matches("error: ").to_string());
+        }
         return Trial::DoesNotFit(format!("{why} [{}]", out.status));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -239,14 +251,21 @@ pub fn search(
     cfg: &ProbeConfig,
     model: ModelKind,
     mut trial: impl FnMut(usize) -> Trial,
-) -> ModelProbe {
+) -> Result<ModelProbe, String> {
     let mut trials = Vec::new();
     let mut best: Option<TrialReport> = None;
+    let mut error = None;
     let mut try_batch = |b: usize, trials: &mut Vec<(usize, bool)>| -> Option<TrialReport> {
-        let t = trial(b);
-        let report = match t {
+        if error.is_some() {
+            return None;
+        }
+        let report = match trial(b) {
             Trial::Fits(r) => Some(r),
             Trial::DoesNotFit(_) => None,
+            Trial::Error(e) => {
+                error = Some(e);
+                None
+            }
         };
         trials.push((b, report.is_some()));
         report
@@ -285,14 +304,18 @@ pub fn search(
         Some(m) if m >= 32 => try_batch(32, &mut trials),
         _ => None,
     };
-    ModelProbe {
+    drop(try_batch);
+    if let Some(e) = error {
+        return Err(e);
+    }
+    Ok(ModelProbe {
         model,
         max_batch,
         capped,
         at_max: best,
         at_32,
         trials,
-    }
+    })
 }
 
 /// "11GiB", "512MiB", "2G", "1.5GB", "1048576" → bytes.
@@ -376,7 +399,7 @@ mod tests {
     #[test]
     fn search_finds_the_exact_maximum() {
         for limit in [1, 2, 3, 37, 64, 100, 1000] {
-            let p = search(&cfg(), ModelKind::Target, fake(limit));
+            let p = search(&cfg(), ModelKind::Target, fake(limit)).unwrap();
             assert_eq!(p.max_batch, Some(limit), "{:?}", p.trials);
             assert!(!p.capped);
             // log2 bracketing + log2 bisection: few trials.
@@ -386,9 +409,20 @@ mod tests {
                 p.trials
             );
         }
-        assert_eq!(search(&cfg(), ModelKind::Target, fake(0)).max_batch, None);
-        let capped = search(&cfg(), ModelKind::Target, fake(1 << 20));
+        assert_eq!(
+            search(&cfg(), ModelKind::Target, fake(0))
+                .unwrap()
+                .max_batch,
+            None
+        );
+        let capped = search(&cfg(), ModelKind::Target, fake(1 << 20)).unwrap();
         assert_eq!((capped.max_batch, capped.capped), (Some(4096), true));
+    }
+
+    #[test]
+    fn a_trial_that_cannot_run_ends_the_search() {
+        let e = search(&cfg(), ModelKind::Target, |_| Trial::Error("no GPU".into())).unwrap_err();
+        assert_eq!(e, "no GPU");
     }
 
     #[test]
