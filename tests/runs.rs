@@ -409,17 +409,7 @@ fn hs_then_target_on_cifar10_images_learn_and_chain() {
             last < first - 0.2,
             "{id}: the loss must fall ({first:.3} → {last:.3})"
         );
-        let top1 = ev
-            .iter()
-            .filter_map(|e| {
-                if let EventBody::Eval(v) = &e.body {
-                    Some(v.top1)
-                } else {
-                    None
-                }
-            })
-            .next_back()
-            .unwrap();
+        let top1 = last_eval_top1(&runs.join(id));
         assert!(
             top1 > 30.0,
             "{id}: top-1 {top1:.1}% must be well above chance (10%)"
@@ -660,4 +650,74 @@ fn a_failed_checkpoint_write_is_reported_and_training_goes_on() {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "no temporary files left behind");
+}
+
+#[test]
+fn fine_tuning_starts_from_given_weights_and_refuses_ones_that_do_not_fit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+    let fresh = tiny_profile(tmp.path(), "fresh", "Ablation", "");
+    assert!(
+        run(&[
+            "--profile",
+            fresh.to_str().unwrap(),
+            "--runs-dir",
+            runs_s,
+            "--run-id",
+            "first"
+        ])
+        .status
+        .success()
+    );
+    let trained = runs.join("first/model.safetensors");
+    let tuned = tiny_profile(
+        tmp.path(),
+        "tuned",
+        "Ablation",
+        &format!("weights: \"{}\",", trained.display()),
+    );
+    assert!(
+        run(&[
+            "--profile",
+            tuned.to_str().unwrap(),
+            "--runs-dir",
+            runs_s,
+            "--run-id",
+            "second"
+        ])
+        .status
+        .success()
+    );
+    let first_loss = |id: &str| step_losses(&events(&runs.join(id)))[0].1;
+    assert!(
+        first_loss("second") < first_loss("first") - 0.05,
+        "{} vs {}",
+        first_loss("second"),
+        first_loss("first")
+    );
+
+    let wrong = tiny_profile(
+        tmp.path(),
+        "wrong",
+        "Ablation",
+        &format!(
+            "weights: \"{}\",",
+            common::fixture("pth/t0-repvgg.pth").display()
+        ),
+    );
+    let out = run(&[
+        "--profile",
+        wrong.to_str().unwrap(),
+        "--runs-dir",
+        runs_s,
+        "--run-id",
+        "third",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("t0-repvgg.pth does not fit the target model"),
+        "{stderr}"
+    );
 }

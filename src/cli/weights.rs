@@ -13,14 +13,13 @@ use clap::Args;
 
 use crate::data::{Loader, LoaderConfig};
 use crate::device::{BackendTask, DeviceSpec, dispatch};
-use crate::interop::load_state_dict;
 use crate::model::fuse::to_deploy;
-use crate::model::params::{describe_load_errors, load_named};
 use crate::model::{Classifier, DeployNet, HsNet, ModelKind, RepVggNet, TargetNet, Variant};
 use crate::profile::RunProfile;
 use crate::train::checkpoint;
 use crate::train::hooks::save_safetensors;
 use crate::train::trainer::evaluate_inner;
+use crate::train::weights::{load_tensors, read_weights};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -49,30 +48,6 @@ pub struct ExportArgs {
     deploy: bool,
 }
 
-/// Named tensors from any supported weights file.
-fn read_weights(path: &Path) -> anyhow::Result<HashMap<String, TensorData>> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    Ok(match ext {
-        "ckpt" => checkpoint::read(path)?.model.into_iter().collect(),
-        "safetensors" => {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            crate::interop::safetensors::from_bytes(&bytes)
-                .map_err(|e| {
-                    anyhow::anyhow!("{}: not a readable safetensors file: {e}", path.display())
-                })?
-                .1
-                .into_iter()
-                .collect()
-        }
-        _ => crate::interop::read_pth(path)?
-            .into_iter()
-            .filter(|(k, _)| !k.ends_with(".num_batches_tracked"))
-            .map(|(k, t)| (k, TensorData::new(t.values, t.shape)))
-            .collect(),
-    })
-}
-
 fn load<B: Backend, M: Module<B>>(
     model: M,
     path: &Path,
@@ -80,16 +55,7 @@ fn load<B: Backend, M: Module<B>>(
     kind: &str,
     device: &B::Device,
 ) -> anyhow::Result<M> {
-    if path.extension().is_some_and(|e| e == "pth") {
-        return Ok(load_state_dict(model, path, kind, device)?);
-    }
-    load_named(model, tensors, device).map_err(|errors| {
-        anyhow::anyhow!(
-            "{} does not fit the {kind} model:\n{}",
-            path.display(),
-            describe_load_errors(&errors, 8)
-        )
-    })
+    load_tensors(model, tensors, path, kind, device)
 }
 
 struct EvalTask {

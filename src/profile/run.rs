@@ -147,6 +147,11 @@ pub struct RunProfile {
     /// name or run id>` for the `scales.ron` of the newest such run in the runs directory.
     #[serde(default)]
     pub scales: Option<String>,
+    /// Start from these weights instead of a fresh initialization (fine-tuning): an official
+    /// PyTorch checkpoint (`.pth`), safetensors, or a checkpoint of this tool. Target runs then
+    /// skip the re-initialization (the weights already are the trained model).
+    #[serde(default)]
+    pub weights: Option<PathBuf>,
     /// Target runs: what the identity branch contributes to the re-initialization.
     #[serde(default)]
     pub reinit_identity: IdentityInit,

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod hooks;
 pub mod replicas;
 pub mod trainer;
+pub mod weights;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::profile::{OptimizerKind, RunKind, RunProfile, ScalesProfile};
 use crate::rundir::events::{EventBody, Failed};
 use crate::rundir::{CKPT_DIR, EVENTS_FILE, EventWriter, PROFILE_FILE, RunLock, SCALES_FILE};
 pub use trainer::{RunCtx, RunOutcome};
+use weights::load_weights;
 
 /// What the command line says about a run.
 #[derive(Debug, Clone)]
@@ -185,6 +187,9 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         if let Some(p) = &profile.data.path {
             profile.data.path = Some(absolute(p));
         }
+        if let Some(w) = &profile.weights {
+            profile.weights = Some(absolute(w));
+        }
         (dir, id, profile, None)
     };
 
@@ -243,6 +248,19 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     }
 }
 
+/// The model to train: `model` itself, or with the tensors of `weights` (fine-tuning).
+fn start<B: burn::tensor::backend::Backend, M: burn::module::Module<B>>(
+    weights: &Option<PathBuf>,
+    model: M,
+    kind: &str,
+    device: &B::Device,
+) -> anyhow::Result<M> {
+    match weights {
+        Some(path) => load_weights(model, path, kind, device),
+        None => Ok(model),
+    }
+}
+
 struct TrainTask<'a>(&'a mut RunCtx);
 
 impl BackendTask for TrainTask<'_> {
@@ -259,9 +277,17 @@ impl BackendTask for TrainTask<'_> {
         let mut cfg = OptimizerConfig::new(rule, p.recipe.weight_decay);
         cfg.grad_clip_norm = p.recipe.grad_clip;
         let main = &devices[0];
+        // Fine-tuning: the profile's weights replace the fresh ones (not on resume: the
+        // checkpoint has newer ones).
+        let start_from = p.weights.clone().filter(|_| ctx.resume.is_none());
         match p.kind {
             RunKind::HyperSearch => {
-                let model = HsNet::<B>::init(&v, classes, p.seed, main);
+                let model = start(
+                    &start_from,
+                    HsNet::<B>::init(&v, classes, p.seed, main),
+                    "HS",
+                    main,
+                )?;
                 trainer::train(ctx, &devices, model, RepOptimizer::plain(cfg), |d| {
                     HsNet::init(&v, classes, p.seed, d)
                 })
@@ -277,22 +303,33 @@ impl BackendTask for TrainTask<'_> {
                     );
                 }
                 let mut model = TargetNet::<B>::init(&v, classes, p.seed, main);
-                if ctx.resume.is_none() {
+                if ctx.resume.is_none() && start_from.is_none() {
                     model = reinitialize(model, &v, &scales, p.reinit_identity, p.seed);
                 }
+                let model = start(&start_from, model, "target", main)?;
                 let masks = GradMults::from_scales(&scales, &v, rule.mask_power(), main);
                 trainer::train(ctx, &devices, model, RepOptimizer::new(cfg, masks), |d| {
                     TargetNet::init(&v, classes, p.seed, d)
                 })
             }
             RunKind::Baseline => {
-                let model = RepVggNet::<B>::init(&v, classes, p.seed, main);
+                let model = start(
+                    &start_from,
+                    RepVggNet::<B>::init(&v, classes, p.seed, main),
+                    "RepVGG",
+                    main,
+                )?;
                 trainer::train(ctx, &devices, model, RepOptimizer::plain(cfg), |d| {
                     RepVggNet::init(&v, classes, p.seed, d)
                 })
             }
             RunKind::Ablation => {
-                let model = TargetNet::<B>::init(&v, classes, p.seed, main);
+                let model = start(
+                    &start_from,
+                    TargetNet::<B>::init(&v, classes, p.seed, main),
+                    "target",
+                    main,
+                )?;
                 trainer::train(ctx, &devices, model, RepOptimizer::plain(cfg), |d| {
                     TargetNet::init(&v, classes, p.seed, d)
                 })
