@@ -304,7 +304,6 @@ pub fn search(
         Some(m) if m >= 32 => try_batch(32, &mut trials),
         _ => None,
     };
-    drop(try_batch);
     if let Some(e) = error {
         return Err(e);
     }
