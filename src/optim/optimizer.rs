@@ -123,6 +123,11 @@ impl<B: Backend> GradMults<B> {
     pub fn get(&self, name: &str) -> Option<&Tensor<B, 1>> {
         self.masks.get(name)
     }
+
+    /// Removes and returns a mask (the CPU path keeps its own host copy).
+    fn take(&mut self, name: &str) -> Option<Tensor<B, 1>> {
+        self.masks.remove(name)
+    }
 }
 
 /// Per-parameter optimizer state, flattened.
@@ -334,14 +339,12 @@ impl<B: Backend> RepOptimizer<B> {
     ) -> Tensor<B, D> {
         let device = param.device();
         let n = param.shape().num_elements();
-        if let Some(m) = self.masks.get(name)
-            && !self.host_masks.contains_key(name)
-        {
+        // The mask moves to host memory once (the tensor is dropped: one copy, not two).
+        if let Some(m) = self.masks.take(name) {
             let values = m
-                .clone()
                 .into_data()
                 .convert::<f32>()
-                .to_vec::<f32>()
+                .into_vec::<f32>()
                 .expect("f32 mask");
             self.host_masks
                 .insert(name.to_string(), std::sync::Arc::new(values));
