@@ -19,28 +19,39 @@ pub struct DemoArgs {}
 
 pub fn run_demo(_args: DemoArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
     let dir = tempfile_dir()?;
-    for (name, text) in [("demo-hs", DEMO_HS), ("demo-target", DEMO_TARGET)] {
-        let profile = dir.join(format!("{name}.ron"));
-        std::fs::write(&profile, text)
-            .with_context(|| format!("cannot write {}", profile.display()))?;
-        let outcome = run(RunOptions {
-            profile,
-            resume: false,
-            checkpoint: None,
-            run_id: None,
-            runs_dir: runs_dir.clone(),
-            stop_after: None,
-        })?;
-        if outcome != RunOutcome::Finished {
-            println!("demo: {name} did not finish ({outcome:?})");
-            return Ok(ExitCode::FAILURE);
-        }
+    let finished = run_both(&dir, &runs_dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    if !finished? {
+        return Ok(ExitCode::FAILURE);
     }
     println!(
         "demo: done. Runs are in {}; watch or compare them with `repopt-tui` (the dashboard).",
         runs_dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The HS demo, then the target demo; false when one did not finish.
+fn run_both(dir: &std::path::Path, runs_dir: &std::path::Path) -> anyhow::Result<bool> {
+    for (name, text) in [("demo-hs", DEMO_HS), ("demo-target", DEMO_TARGET)] {
+        let profile = dir.join(format!("{name}.ron"));
+        std::fs::write(&profile, text)
+            .with_context(|| format!("cannot write {}", profile.display()))?;
+        let opts = RunOptions {
+            profile,
+            resume: false,
+            checkpoint: None,
+            run_id: None,
+            runs_dir: runs_dir.to_path_buf(),
+            stop_after: None,
+        };
+        let outcome = run(opts)?;
+        if outcome != RunOutcome::Finished {
+            println!("demo: {name} did not finish ({outcome:?})");
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

@@ -145,12 +145,16 @@ pub fn probe(args: ProbeArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
     } else {
         profile.devices[0]
     });
-    let memory_limit = args
+    let mut memory_limit = args
         .memory_limit
         .as_deref()
         .map(parse_size)
         .transpose()
         .map_err(anyhow::Error::msg)?;
+    if memory_limit.is_none() && device == DeviceSpec::Cpu {
+        // A CPU probe always has a budget: half of the memory available now.
+        memory_limit = Some(crate::probe::available_memory().unwrap_or(8 << 30) / 2);
+    }
     if memory_limit.is_some() && device != DeviceSpec::Cpu {
         eprintln!(
             "note: --memory-limit applies to CPU probes; on {device} the limit is the device's memory"
