@@ -8,11 +8,11 @@
 //!    `REPOPT_MEASURE_SECS` seconds (default 20), from `/proc/<pid>/stat` (utime + stime).
 //! 2. Throughput of a live run with and without the dashboard watching it.
 //!
-//! The run is a synthetic, CPU-bound stand-in for training (until the real loop exists): one
-//! worker thread per core doing fixed floating-point work per iteration, a `step` event every
-//! 5 iterations, an `eval` every 100, through the real `RunLock` and `EventWriter`. Set
-//! `REPOPT_MEASURE_RUNNER` to a program taking the spawn contract's arguments (the real
-//! `repopt-tui` with `REPOPT_MEASURE_PROFILE=profiles/demo-hs.ron`) to measure real training.
+//! The run: set `REPOPT_MEASURE_RUNNER` to the real binary (`target/release/repopt-tui`) and
+//! `REPOPT_MEASURE_PROFILE` to a CPU profile long enough for the windows (the HS demo with more
+//! epochs) to measure real training; without them a synthetic CPU-bound stand-in runs (one
+//! worker thread per core, a `step` event every 5 iterations, an `eval` every 100, through the
+//! real `RunLock` and `EventWriter`).
 
 mod common;
 
