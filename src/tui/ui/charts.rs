@@ -7,7 +7,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Chart, Dataset, GraphType, LegendPosition, LineGauge, Paragraph};
+use ratatui::widgets::{Chart, Dataset, GraphType, LineGauge, Paragraph};
 
 use super::super::app::App;
 use super::super::format::{self, AxisStyle};
@@ -400,22 +400,8 @@ fn chart_panel(app: &mut App, runs: &[&RunEntry], f: &mut Frame, area: Rect, whi
             d
         })
         .collect();
-    let chart = Chart::new(datasets)
-        .block(block)
-        .x_axis(
-            Axis::default()
-                .bounds([c.x0, c.x1])
-                .labels(x_labels)
-                .style(label_style),
-        )
-        .y_axis(
-            Axis::default()
-                .bounds([y0, y1])
-                .labels(y_labels)
-                .style(label_style),
-        )
-        .legend_position(Some(LegendPosition::TopRight))
-        .hidden_legend_constraints((Constraint::Percentage(60), Constraint::Percentage(60)));
+    let chart = Chart::new(datasets).block(block);
+    let chart = super::axes_chart(chart, ([c.x0, c.x1], x_labels), ([y0, y1], y_labels), 60);
     f.render_widget(chart, area);
 }
 

@@ -245,3 +245,23 @@ pub(crate) fn placeholder(f: &mut Frame, area: Rect, text: &str) {
         area,
     );
 }
+
+/// A chart with grey-labelled axes over the given bounds and a top-right legend, hidden when the
+/// chart is narrower than `legend_pct` percent of the legend's needs (as ratatui measures it).
+pub(crate) fn axes_chart<'a>(
+    chart: ratatui::widgets::Chart<'a>,
+    x: ([f64; 2], Vec<Span<'a>>),
+    y: ([f64; 2], Vec<Span<'a>>),
+    legend_pct: u16,
+) -> ratatui::widgets::Chart<'a> {
+    use ratatui::widgets::{Axis, LegendPosition};
+    let label_style = Style::default().fg(Color::DarkGray);
+    chart
+        .x_axis(Axis::default().bounds(x.0).labels(x.1).style(label_style))
+        .y_axis(Axis::default().bounds(y.0).labels(y.1).style(label_style))
+        .legend_position(Some(LegendPosition::TopRight))
+        .hidden_legend_constraints((
+            Constraint::Percentage(legend_pct),
+            Constraint::Percentage(60),
+        ))
+}

@@ -7,9 +7,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{
-    Axis, Chart, Dataset, GraphType, LegendPosition, Paragraph, Row, Sparkline, Table, TableState,
-};
+use ratatui::widgets::{Chart, Dataset, GraphType, Paragraph, Row, Sparkline, Table, TableState};
 
 use crate::rundir::events::{LayerScales, ScaleStats, ScalesEvent};
 
@@ -210,22 +208,8 @@ fn render_overview(e: &ScalesEvent, sel: usize, f: &mut Frame, area: Rect) {
                 .style(Style::default().fg(U_COLOR)),
         );
     }
-    let chart = Chart::new(datasets)
-        .block(block)
-        .x_axis(
-            Axis::default()
-                .bounds([0.0, x1])
-                .labels(x_labels)
-                .style(label_style),
-        )
-        .y_axis(
-            Axis::default()
-                .bounds([y0, y1])
-                .labels(y_labels)
-                .style(label_style),
-        )
-        .legend_position(Some(LegendPosition::TopRight))
-        .hidden_legend_constraints((Constraint::Percentage(50), Constraint::Percentage(60)));
+    let chart = Chart::new(datasets).block(block);
+    let chart = super::axes_chart(chart, ([0.0, x1], x_labels), ([y0, y1], y_labels), 50);
     f.render_widget(chart, area);
 }
 
@@ -314,22 +298,8 @@ fn render_history(
         .into_iter()
         .map(|l| Span::styled(l, label_style))
         .collect();
-    let chart = Chart::new(datasets)
-        .block(block)
-        .x_axis(
-            Axis::default()
-                .bounds([x0, x1])
-                .labels(x_labels)
-                .style(label_style),
-        )
-        .y_axis(
-            Axis::default()
-                .bounds([y0, y1])
-                .labels(y_labels)
-                .style(label_style),
-        )
-        .legend_position(Some(LegendPosition::TopRight))
-        .hidden_legend_constraints((Constraint::Percentage(40), Constraint::Percentage(60)));
+    let chart = Chart::new(datasets).block(block);
+    let chart = super::axes_chart(chart, ([x0, x1], x_labels), ([y0, y1], y_labels), 40);
     f.render_widget(chart, area);
 }
 
