@@ -10,11 +10,12 @@ use burn::backend::{Autodiff, Flex};
 use burn::optim::GradientsParams;
 use burn::tensor::{Int, Tensor, TensorData};
 use common::{fixture, rel_l2, shared_data};
-use repopt_tui::interop::{ImportError, import_scales, load_state_dict, read_pth};
+use repopt_tui::interop::{ImportError, import_scales, read_pth};
 use repopt_tui::model::loss::cross_entropy;
 use repopt_tui::model::params::named_tensors;
 use repopt_tui::model::{HsNet, RepVggNet, TargetNet, variant};
 use repopt_tui::optim::{GradMults, OptimizerConfig, RepOptimizer, UpdateRule};
+use repopt_tui::train::weights::load_weights as load_state_dict;
 
 type B = Flex;
 type AB = Autodiff<Flex>;

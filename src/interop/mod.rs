@@ -4,4 +4,4 @@
 pub mod pth;
 pub mod safetensors;
 
-pub use pth::{ImportError, import_scales, load_state_dict, read_pth};
+pub use pth::{ImportError, import_scales, read_pth};

@@ -56,12 +56,6 @@ pub enum ImportError {
         expected: usize,
         found: usize,
     },
-    #[error("{path} does not fit the {model} model:\n{details}")]
-    StateDict {
-        path: PathBuf,
-        model: String,
-        details: String,
-    },
 }
 
 fn unexpected_hint(unexpected: &[String]) -> String {
@@ -175,30 +169,5 @@ pub fn import_scales(path: &Path, variant: &Variant) -> Result<ScalesProfile, Im
         variant: variant.name.to_string(),
         source: format!("imported from {file}"),
         blocks,
-    })
-}
-
-/// Loads a PyTorch state dict into `model` by name (official checkpoints: `stage0.conv.weight`,
-/// `stage1.0.bn.running_mean`, `linear.weight`, …). Strict: missing, surplus or mis-shaped
-/// tensors are errors naming them. BN's `num_batches_tracked` counters are PyTorch bookkeeping
-/// without effect on the model and are skipped.
-pub fn load_state_dict<B: burn::tensor::backend::Backend, M: burn::module::Module<B>>(
-    model: M,
-    path: &Path,
-    model_name: &str,
-    device: &B::Device,
-) -> Result<M, ImportError> {
-    use burn::tensor::TensorData;
-    let tensors = read_pth(path)?
-        .into_iter()
-        .filter(|(k, _)| !k.ends_with(".num_batches_tracked"))
-        .map(|(k, t)| (k, TensorData::new(t.values, t.shape)))
-        .collect();
-    crate::model::params::load_named(model, tensors, device).map_err(|errors| {
-        ImportError::StateDict {
-            path: path.to_path_buf(),
-            model: model_name.to_string(),
-            details: crate::model::params::describe_load_errors(&errors, 12),
-        }
     })
 }

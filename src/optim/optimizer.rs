@@ -184,14 +184,6 @@ impl<B: Backend> RepOptimizer<B> {
         self
     }
 
-    pub fn config(&self) -> &OptimizerConfig {
-        &self.config
-    }
-
-    pub fn masks(&self) -> &GradMults<B> {
-        &self.masks
-    }
-
     /// One update of every parameter that has a gradient. Returns the global gradient norm
     /// (before clipping) when clipping is on; computing it costs a pass over every gradient.
     pub fn step<AB, M>(&mut self, model: M, mut grads: GradientsParams, lr: f64) -> (M, Option<f64>)

@@ -231,22 +231,6 @@ impl Event {
             .unwrap_or(0.0);
         Event { t, body }
     }
-
-    /// The `kind` tag as written in the file.
-    pub fn kind(&self) -> &'static str {
-        match &self.body {
-            EventBody::Started(_) => "started",
-            EventBody::Step(_) => "step",
-            EventBody::Eval(_) => "eval",
-            EventBody::Scales(_) => "scales",
-            EventBody::Gpu(_) => "gpu",
-            EventBody::Checkpoint(_) => "checkpoint",
-            EventBody::Probe(_) => "probe",
-            EventBody::Finished(_) => "finished",
-            EventBody::Stopped(_) => "stopped",
-            EventBody::Failed(_) => "failed",
-        }
-    }
 }
 
 #[cfg(test)]

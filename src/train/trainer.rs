@@ -14,7 +14,7 @@ use super::hooks::{TrainModel, scales_event};
 use super::replicas::{Replica, forward_backward, param_ids};
 use crate::data::{Loader, LoaderConfig, OpenedDataset};
 use crate::model::loss::correct_top_k;
-use crate::model::params::{load_named, named_tensors};
+use crate::model::params::named_tensors;
 use crate::optim::RepOptimizer;
 use crate::profile::{RunProfile, ScalesProfile};
 use crate::rundir::events::{self, EventBody};
@@ -151,13 +151,13 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
             );
         }
         let tensors = ckpt.model.into_iter().collect();
-        model = load_named(model, tensors, &main_device).map_err(|errors| {
-            anyhow::anyhow!(
-                "{} does not fit the model:\n{}",
-                path.display(),
-                crate::model::params::describe_load_errors(&errors, 8)
-            )
-        })?;
+        model = super::weights::load_tensors(
+            model,
+            tensors,
+            &path,
+            state.run_kind.as_str(),
+            &main_device,
+        )?;
         opt.load_state_tensors(ckpt.optim, &main_device)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         state = ckpt.state;

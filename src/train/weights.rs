@@ -60,7 +60,7 @@ pub fn load_tensors<B: Backend, M: Module<B>>(
         anyhow::anyhow!(
             "{} does not fit the {kind} model:\n{}",
             source.display(),
-            describe_load_errors(&errors, 8)
+            describe_load_errors(&errors, 12)
         )
     })
 }
