@@ -1,5 +1,6 @@
-//! Devices and backends: `cpu` (burn's Flex backend) or `cuda:N` (burn-cuda, in builds with the
-//! `cuda` feature). Generic numerics run on either through [`BackendTask`].
+//! Devices and engines. An engine is a burn backend: Flex on the CPU (the default, always built
+//! in), burn-cuda on NVIDIA GPUs (feature `cuda`) and LibTorch on the CPU (oneDNN) or on NVIDIA
+//! GPUs (cuDNN) (feature `tch`). Generic numerics run on any of them through [`BackendTask`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,32 +8,100 @@ use std::str::FromStr;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-/// Where a run computes.
+/// Where a run computes: the engine and the device. In profiles `Cpu`, `Cuda(N)`,
+/// `LibTorchCpu`, `LibTorchCuda(N)`; on the command line `cpu`, `cuda:N`, `libtorch:cpu`,
+/// `libtorch:cuda:N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DeviceSpec {
+    /// burn Flex on the CPU.
     Cpu,
+    /// burn-cuda (cubecl kernels) on GPU N.
     Cuda(usize),
+    /// LibTorch on the CPU (oneDNN).
+    LibTorchCpu,
+    /// LibTorch on GPU N (cuDNN).
+    LibTorchCuda(usize),
 }
+
+/// The burn backend behind a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Flex,
+    BurnCuda,
+    LibTorch,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Flex => "flex",
+            Engine::BurnCuda => "burn-cuda",
+            Engine::LibTorch => "libtorch",
+        }
+    }
+}
+
+impl DeviceSpec {
+    pub fn engine(self) -> Engine {
+        match self {
+            DeviceSpec::Cpu => Engine::Flex,
+            DeviceSpec::Cuda(_) => Engine::BurnCuda,
+            DeviceSpec::LibTorchCpu | DeviceSpec::LibTorchCuda(_) => Engine::LibTorch,
+        }
+    }
+
+    /// Whether the device computes in host memory (a heap budget can stand for its memory).
+    pub fn is_host(self) -> bool {
+        matches!(self, DeviceSpec::Cpu | DeviceSpec::LibTorchCpu)
+    }
+
+    /// The GPU index, for devices that are GPUs.
+    pub fn gpu_index(self) -> Option<usize> {
+        match self {
+            DeviceSpec::Cuda(i) | DeviceSpec::LibTorchCuda(i) => Some(i),
+            DeviceSpec::Cpu | DeviceSpec::LibTorchCpu => None,
+        }
+    }
+}
+
+const DEVICE_SYNTAX: &str = "cpu, cuda, cuda:N, libtorch:cpu, libtorch:cuda or libtorch:cuda:N";
 
 impl FromStr for DeviceSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim().to_ascii_lowercase();
-        if s == "cpu" {
-            return Ok(DeviceSpec::Cpu);
+        let (libtorch, rest) = match s.strip_prefix("libtorch") {
+            Some("") => return Ok(DeviceSpec::LibTorchCpu),
+            Some(rest) => match rest.strip_prefix(':') {
+                Some(rest) => (true, rest),
+                None => return Err(format!("unknown device '{s}': expected {DEVICE_SYNTAX}")),
+            },
+            None => (false, s.as_str()),
+        };
+        let cuda = |i: usize| {
+            if libtorch {
+                DeviceSpec::LibTorchCuda(i)
+            } else {
+                DeviceSpec::Cuda(i)
+            }
+        };
+        if rest == "cpu" {
+            return Ok(if libtorch {
+                DeviceSpec::LibTorchCpu
+            } else {
+                DeviceSpec::Cpu
+            });
         }
-        if s == "cuda" {
-            return Ok(DeviceSpec::Cuda(0));
+        if rest == "cuda" {
+            return Ok(cuda(0));
         }
-        if let Some(i) = s.strip_prefix("cuda:") {
+        if let Some(i) = rest.strip_prefix("cuda:") {
             return i
                 .parse()
-                .map(DeviceSpec::Cuda)
+                .map(cuda)
                 .map_err(|_| format!("bad CUDA device index in '{s}'"));
         }
-        Err(format!(
-            "unknown device '{s}': expected cpu, cuda or cuda:N"
-        ))
+        Err(format!("unknown device '{s}': expected {DEVICE_SYNTAX}"))
     }
 }
 
@@ -41,7 +110,35 @@ impl fmt::Display for DeviceSpec {
         match self {
             DeviceSpec::Cpu => f.write_str("cpu"),
             DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+            DeviceSpec::LibTorchCpu => f.write_str("libtorch:cpu"),
+            DeviceSpec::LibTorchCuda(i) => write!(f, "libtorch:cuda:{i}"),
         }
+    }
+}
+
+/// Threads of the CPU engines: rayon's global pool (Flex, the fused optimizer loops, the data
+/// loader's default) and, with the LibTorch engine, torch's intra-op pool.
+pub fn set_compute_threads(threads: usize) {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .ok();
+    #[cfg(feature = "tch")]
+    tch::set_num_threads(threads as i32);
+}
+
+/// The engine behind `device` in words, with the libtorch version where it applies.
+pub fn engine_description(device: DeviceSpec) -> String {
+    match device.engine() {
+        #[cfg(feature = "tch")]
+        Engine::LibTorch => format!(
+            "libtorch {} via burn-tch 0.21",
+            libtorch_runtime::built_against().0
+        ),
+        Engine::Flex => "burn 0.21 flex".into(),
+        Engine::BurnCuda => "burn-cuda 0.21 (cubecl)".into(),
+        #[allow(unreachable_patterns)]
+        other => other.name().into(),
     }
 }
 
@@ -49,6 +146,9 @@ impl fmt::Display for DeviceSpec {
 pub type CpuBackend = burn::backend::Autodiff<burn::backend::Flex>;
 #[cfg(feature = "cuda")]
 pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda>;
+/// LibTorch, CPU and CUDA devices alike.
+#[cfg(feature = "tch")]
+pub type TorchBackend = burn::backend::Autodiff<burn::backend::LibTorch>;
 
 /// Work that is generic over the backend; `dispatch` picks the backend from the device list.
 pub trait BackendTask {
@@ -56,39 +156,36 @@ pub trait BackendTask {
     fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output;
 }
 
-/// Runs `task` on the backend of `devices` (all of one kind). Fails with a message saying what
+/// Runs `task` on the backend of `devices` (all of one engine). Fails with a message saying what
 /// is missing when the devices cannot be used.
 pub fn dispatch<T: BackendTask>(devices: &[DeviceSpec], task: T) -> anyhow::Result<T::Output> {
     let Some(first) = devices.first() else {
         anyhow::bail!("no device given: use cpu or cuda:N");
     };
-    match first {
-        DeviceSpec::Cpu => {
-            if devices.iter().any(|d| *d != DeviceSpec::Cpu) {
-                anyhow::bail!("a run uses CPU or CUDA devices, not both ({devices:?})");
-            }
+    if let Some(other) = devices.iter().find(|d| d.engine() != first.engine()) {
+        anyhow::bail!(
+            "a run uses one engine on all its devices: {first} ({}) and {other} ({}) differ",
+            first.engine().name(),
+            other.engine().name()
+        );
+    }
+    match first.engine() {
+        Engine::Flex => {
             // Flex has one CPU device; several `cpu` entries are replicas on it (data-parallel
             // code path, useful to test multi-device logic without GPUs).
             Ok(task.run::<CpuBackend>(vec![Default::default(); devices.len()]))
         }
-        DeviceSpec::Cuda(_) => cuda_dispatch(devices, task),
+        Engine::BurnCuda => cuda_dispatch(devices, task),
+        Engine::LibTorch => torch_dispatch(devices, task),
     }
 }
 
 #[cfg(feature = "cuda")]
 fn cuda_dispatch<T: BackendTask>(devices: &[DeviceSpec], task: T) -> anyhow::Result<T::Output> {
-    let mut indices = Vec::new();
-    for d in devices {
-        match d {
-            DeviceSpec::Cuda(i) => indices.push(*i),
-            DeviceSpec::Cpu => {
-                anyhow::bail!("a run uses CPU or CUDA devices, not both ({devices:?})")
-            }
-        }
-    }
     cuda_available()?;
-    let devices = indices
-        .into_iter()
+    let devices = devices
+        .iter()
+        .filter_map(|d| d.gpu_index())
         .map(|index| burn::backend::cuda::CudaDevice { index })
         .collect();
     Ok(task.run::<CudaBackend>(devices))
@@ -97,8 +194,39 @@ fn cuda_dispatch<T: BackendTask>(devices: &[DeviceSpec], task: T) -> anyhow::Res
 #[cfg(not(feature = "cuda"))]
 fn cuda_dispatch<T: BackendTask>(devices: &[DeviceSpec], _task: T) -> anyhow::Result<T::Output> {
     anyhow::bail!(
-        "{} asked for, but this binary was built without CUDA support: rebuild with \
-         `cargo build --release --features cuda` (no CUDA toolkit needed), or use --device cpu",
+        "{} asked for, but this binary was built without burn-cuda: rebuild with \
+         `cargo build --release --features cuda` (no CUDA toolkit needed), or use the CPU \
+         (devices: [Cpu] in a profile, --device cpu for the tools)",
+        devices[0]
+    )
+}
+
+#[cfg(feature = "tch")]
+fn torch_dispatch<T: BackendTask>(devices: &[DeviceSpec], task: T) -> anyhow::Result<T::Output> {
+    use burn::backend::libtorch::LibTorchDevice;
+    libtorch_runtime::check_runtime()?;
+    let mut out = Vec::with_capacity(devices.len());
+    for d in devices {
+        out.push(match d.gpu_index() {
+            None => LibTorchDevice::Cpu,
+            Some(i) => {
+                libtorch_runtime::check_cuda(i)?;
+                // As PyTorch training scripts do: let cuDNN pick the fastest kernels per shape.
+                tch::Cuda::cudnn_set_benchmark(true);
+                LibTorchDevice::Cuda(i)
+            }
+        });
+    }
+    Ok(task.run::<TorchBackend>(out))
+}
+
+#[cfg(not(feature = "tch"))]
+fn torch_dispatch<T: BackendTask>(devices: &[DeviceSpec], _task: T) -> anyhow::Result<T::Output> {
+    anyhow::bail!(
+        "{} asked for, but this binary was built without the LibTorch engine: build it with \
+         `source scripts/torch-env.sh && cargo build --release --features tch` (installs torch \
+         2.9.0 from PyPI into a cache folder; README, \"Engines\"), or use the CPU (devices: [Cpu] \
+         in a profile, --device cpu for the tools)",
         devices[0]
     )
 }
@@ -120,6 +248,75 @@ pub fn cuda_available() -> anyhow::Result<()> {
     )
 }
 
+/// Run-time checks of the LibTorch engine: the libtorch that was loaded is the one this binary
+/// was built against, and the CUDA device asked for exists.
+#[cfg(feature = "tch")]
+pub mod libtorch_runtime {
+    use std::path::{Path, PathBuf};
+
+    /// The torch version and lib folder this binary was linked against (recorded by build.rs).
+    pub fn built_against() -> (&'static str, &'static str) {
+        (
+            option_env!("REPOPT_LIBTORCH_VERSION").unwrap_or(""),
+            option_env!("REPOPT_LIBTORCH_LIB").unwrap_or(""),
+        )
+    }
+
+    /// The folder of the libtorch_cpu.so this process has loaded.
+    fn loaded_lib_dir() -> Option<PathBuf> {
+        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+        maps.lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .find(|p| p.ends_with("/libtorch_cpu.so"))
+            .and_then(|p| Path::new(p).parent().map(Path::to_path_buf))
+    }
+
+    fn version_of(lib: &Path) -> Option<String> {
+        let text = std::fs::read_to_string(lib.parent()?.join("version.py")).ok()?;
+        let line = text.lines().find(|l| l.starts_with("__version__"))?;
+        Some(line.split('\'').nth(1)?.to_string())
+    }
+
+    /// Fails with what to install when the loaded libtorch is not the one built against.
+    pub fn check_runtime() -> anyhow::Result<()> {
+        let (built, built_lib) = built_against();
+        let Some(dir) = loaded_lib_dir() else {
+            return Ok(());
+        };
+        let loaded = version_of(&dir);
+        match loaded {
+            Some(v) if !built.is_empty() && v != built => anyhow::bail!(
+                "this binary was built against torch {built} ({built_lib}) but loaded torch {v} \
+                 from {}: install torch=={} there again (`source scripts/torch-env.sh`), or \
+                 rebuild with `cargo build --release --features tch` against the torch you have",
+                dir.display(),
+                built.split('+').next().unwrap_or(built)
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Fails with the reason when LibTorch cannot use CUDA device `index`.
+    pub fn check_cuda(index: usize) -> anyhow::Result<()> {
+        let count = tch::Cuda::device_count().max(0) as usize;
+        if index < count {
+            return Ok(());
+        }
+        if count == 0 {
+            super::cuda_available()?;
+            anyhow::bail!(
+                "libtorch:cuda:{index} asked for, but LibTorch finds no CUDA device (the NVIDIA \
+                 driver loads; check `nvidia-smi` and CUDA_VISIBLE_DEVICES)"
+            )
+        }
+        anyhow::bail!(
+            "libtorch:cuda:{index} asked for, but LibTorch finds {count} CUDA device(s): use \
+             libtorch:cuda:0 … libtorch:cuda:{}",
+            count - 1
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,11 +326,68 @@ mod tests {
         assert_eq!("cpu".parse::<DeviceSpec>(), Ok(DeviceSpec::Cpu));
         assert_eq!("cuda:3".parse::<DeviceSpec>(), Ok(DeviceSpec::Cuda(3)));
         assert_eq!("CUDA".parse::<DeviceSpec>(), Ok(DeviceSpec::Cuda(0)));
-        assert!(
-            "gpu"
-                .parse::<DeviceSpec>()
-                .unwrap_err()
-                .contains("cpu, cuda or cuda:N")
+        assert_eq!(
+            "libtorch".parse::<DeviceSpec>(),
+            Ok(DeviceSpec::LibTorchCpu)
         );
+        assert_eq!(
+            "libtorch:cpu".parse::<DeviceSpec>(),
+            Ok(DeviceSpec::LibTorchCpu)
+        );
+        assert_eq!(
+            "libtorch:cuda".parse::<DeviceSpec>(),
+            Ok(DeviceSpec::LibTorchCuda(0))
+        );
+        assert_eq!(
+            "libtorch:cuda:7".parse::<DeviceSpec>(),
+            Ok(DeviceSpec::LibTorchCuda(7))
+        );
+        for d in [
+            DeviceSpec::Cpu,
+            DeviceSpec::Cuda(2),
+            DeviceSpec::LibTorchCpu,
+            DeviceSpec::LibTorchCuda(3),
+        ] {
+            assert_eq!(d.to_string().parse::<DeviceSpec>(), Ok(d));
+        }
+        for bad in ["gpu", "libtorchcpu", "libtorch:gpu", "libtorch:cuda:x"] {
+            let e = bad.parse::<DeviceSpec>().unwrap_err();
+            assert!(e.contains(bad), "{e}");
+        }
+    }
+
+    struct Nothing;
+    impl BackendTask for Nothing {
+        type Output = usize;
+        fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> usize {
+            devices.len()
+        }
+    }
+
+    #[test]
+    fn one_engine_per_run_and_engines_not_built_in_say_how_to_get_them() {
+        assert_eq!(
+            dispatch(&[DeviceSpec::Cpu, DeviceSpec::Cpu], Nothing).unwrap(),
+            2
+        );
+        let mixed = dispatch(&[DeviceSpec::Cpu, DeviceSpec::LibTorchCpu], Nothing).unwrap_err();
+        assert!(mixed.to_string().contains("one engine"), "{mixed}");
+        #[cfg(not(feature = "tch"))]
+        {
+            let e = dispatch(&[DeviceSpec::LibTorchCpu], Nothing)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("--features tch") && e.contains("libtorch:cpu"),
+                "{e}"
+            );
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let e = dispatch(&[DeviceSpec::Cuda(1)], Nothing)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--features cuda") && e.contains("cuda:1"), "{e}");
+        }
     }
 }

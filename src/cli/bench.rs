@@ -51,12 +51,12 @@ pub struct ModelArgs {
     threads: Option<usize>,
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
-    /// Also run the PyTorch peer (`../shared/bench/peer_torch.py`) with this Python, in the same
-    /// invocation and with the same settings, and print the ratio.
+    /// Also run the PyTorch peer (`scripts/peer_torch.py`) with this Python, in the same
+    /// invocation and with the same settings and device, and print the ratio.
     #[arg(long, value_name = "PYTHON")]
     torch: Option<PathBuf>,
-    /// Where the PyTorch peer script is.
-    #[arg(long, default_value = "../shared/bench/peer_torch.py")]
+    /// Where the PyTorch peer script is (it gets `--device` for GPU devices).
+    #[arg(long, default_value = "scripts/peer_torch.py")]
     torch_script: PathBuf,
 }
 
@@ -100,10 +100,7 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()
-        .ok();
+    crate::device::set_compute_threads(threads);
     let cfg = ModelBenchConfig {
         variant: v,
         resolution: args.res,
@@ -114,7 +111,7 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
         steps: args.steps,
     };
     println!(
-        "bench model: {} at {}x{}, batch {}, {} classes, {} threads, {} (burn {} backend), {} steps after {} warm-up",
+        "bench model: {} at {}x{}, batch {}, {} classes, {} threads, {} (engine: {}), {} steps after {} warm-up",
         v.name,
         args.res,
         args.res,
@@ -122,11 +119,7 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
         args.classes,
         threads,
         args.device,
-        if args.device == DeviceSpec::Cpu {
-            "flex"
-        } else {
-            "cuda"
-        },
+        crate::device::engine_description(args.device),
         args.steps,
         args.warmup
     );
@@ -200,6 +193,12 @@ fn run_torch_peer(
             "--kinds",
             &kinds.join(","),
         ])
+        .args(
+            args.device
+                .gpu_index()
+                .map(|i| vec!["--device".to_string(), format!("cuda:{i}")])
+                .unwrap_or_default(),
+        )
         .output()
         .with_context(|| format!("cannot run the PyTorch peer with {}", python.display()))?;
     if !out.status.success() {

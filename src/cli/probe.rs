@@ -107,8 +107,17 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<ExitCode> {
         ModelKind::parse(&args.model).with_context(|| format!("unknown model '{}'", args.model))?;
     let v = variant(&args.variant)?;
     alloc::reset_peak();
+    // LibTorch allocates outside Rust's allocator: its budget is the process's data limit, its
+    // peak the resident memory above the start.
+    let torch_cpu = args.device == DeviceSpec::LibTorchCpu;
+    let resident_at_start = alloc::proc_status_bytes("VmRSS");
     if let Some(limit) = args.memory_limit {
-        alloc::set_limit(limit as usize);
+        if torch_cpu {
+            alloc::limit_process_data(limit)
+                .context("cannot set the trial's memory limit (RLIMIT_DATA)")?;
+        } else {
+            alloc::set_limit(limit as usize);
+        }
     }
     let task = TrialTask {
         variant: v,
@@ -118,8 +127,13 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<ExitCode> {
         classes: args.classes,
         steps: args.steps,
     };
-    let report = dispatch(&[args.device], task)?;
+    let mut report = dispatch(&[args.device], task)?;
     alloc::set_limit(0);
+    if torch_cpu {
+        report.peak_bytes = alloc::proc_status_bytes("VmHWM")
+            .zip(resident_at_start)
+            .map(|(peak, start)| peak.saturating_sub(start));
+    }
     println!("{}", serde_json::to_string(&report)?);
     Ok(ExitCode::SUCCESS)
 }
@@ -151,11 +165,11 @@ pub fn probe(args: ProbeArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
         .map(parse_size)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    if memory_limit.is_none() && device == DeviceSpec::Cpu {
+    if memory_limit.is_none() && device.is_host() {
         // A CPU probe always has a budget: half of the memory available now.
         memory_limit = Some(crate::probe::available_memory().unwrap_or(8 << 30) / 2);
     }
-    if memory_limit.is_some() && device != DeviceSpec::Cpu {
+    if memory_limit.is_some() && !device.is_host() {
         eprintln!(
             "note: --memory-limit applies to CPU probes; on {device} the limit is the device's memory"
         );
@@ -174,11 +188,7 @@ pub fn probe(args: ProbeArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
         resolution: args.resolution.unwrap_or(profile.data.image_size),
         classes: profile.data.classes.unwrap_or(1000),
         device,
-        memory_limit: if device == DeviceSpec::Cpu {
-            memory_limit
-        } else {
-            None
-        },
+        memory_limit: if device.is_host() { memory_limit } else { None },
         max_batch: args.max_batch,
         steps: args.steps,
         trial_timeout: Duration::from_secs(args.trial_timeout),

@@ -106,6 +106,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         lr: args.lr,
         seed: args.seed,
         tensor_ops: false,
+        update_path: None,
     };
     println!(
         "verify: {} with scales {} ({} negative), {:?}, wd {}, lr {}, {} steps of batch {} at {}x{} on {}",

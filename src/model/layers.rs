@@ -73,6 +73,17 @@ impl<B: Backend> Conv<B> {
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
+        #[cfg(feature = "tch")]
+        if super::torch_ops::is_torch_autodiff::<B>() {
+            let y = super::torch_ops::conv2d(x, self.weight.val(), &options);
+            return match &self.bias {
+                Some(b) => {
+                    let c = b.dims()[0];
+                    y + b.val().reshape([1, c, 1, 1])
+                }
+                None => y,
+            };
+        }
         conv2d(
             x,
             self.weight.val(),
@@ -114,6 +125,24 @@ impl<B: Backend> BatchNorm2d<B> {
             let (scale, shift) = self.eval_affine();
             let y = x * per_row(scale, n) + per_row(shift, n);
             return y.reshape([n, c, h, w]);
+        }
+        // (torch refuses a single value per channel; burn's formulas below handle it.)
+        #[cfg(feature = "tch")]
+        if super::torch_ops::is_torch_autodiff::<B>() && n * h * w > 1 {
+            let (y, mean, var) = super::torch_ops::batch_norm_train(
+                x.reshape([n, c, h, w]),
+                self.weight.val(),
+                self.bias.val(),
+                self.running_mean.value_sync(),
+                self.running_var.value_sync(),
+                BN_MOMENTUM,
+                BN_EPS,
+            );
+            self.running_mean.update(mean);
+            self.running_var.update(var);
+            self.running_mean.value_sync();
+            self.running_var.value_sync();
+            return y;
         }
         let count = (n * h * w) as f64;
         let mean = x

@@ -6,6 +6,8 @@ pub mod layers;
 pub mod loss;
 pub mod net;
 pub mod params;
+#[cfg(feature = "tch")]
+pub mod torch_ops;
 pub mod variant;
 
 pub use blocks::{Block, DeployBlock, HsBlock, RepVggBlock, TargetBlock};

@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::kernels::equivalent_kernel;
-use super::optimizer::{GradMults, OptimizerConfig, RepOptimizer, UpdateRule};
+use super::optimizer::{GradMults, OptimizerConfig, RepOptimizer, UpdatePath, UpdateRule};
 use crate::model::loss::cross_entropy;
 use crate::model::{HsNet, TargetNet, Variant};
 use crate::profile::{BlockScales, ScalesProfile};
@@ -31,6 +31,8 @@ pub struct VerifyConfig {
     pub seed: u64,
     /// Use the tensor-operation update even on the CPU (the path GPUs take).
     pub tensor_ops: bool,
+    /// Use this update path on both sides (None: the backend's own).
+    pub update_path: Option<UpdatePath>,
 }
 
 impl VerifyConfig {
@@ -47,6 +49,7 @@ impl VerifyConfig {
             lr: 0.01,
             seed: 1,
             tensor_ops: false,
+            update_path: None,
         }
     }
 }
@@ -239,6 +242,10 @@ pub fn run_equivalence<AB: AutodiffBackend>(
     if cfg.tensor_ops {
         csla_opt = csla_opt.with_tensor_ops();
         repopt = repopt.with_tensor_ops();
+    }
+    if let Some(path) = cfg.update_path {
+        csla_opt = csla_opt.with_path(path);
+        repopt = repopt.with_path(path);
     }
 
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xda7a);

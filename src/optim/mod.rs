@@ -8,8 +8,10 @@ pub mod kernels;
 pub mod optimizer;
 pub mod reinit;
 pub mod schedule;
+#[cfg(feature = "tch")]
+pub mod torch;
 
 pub use kernels::{equivalent_kernel, grad_mult};
-pub use optimizer::{GradMults, OptimizerConfig, RepOptimizer, UpdateRule, decays};
+pub use optimizer::{GradMults, OptimizerConfig, RepOptimizer, UpdatePath, UpdateRule, decays};
 pub use reinit::{IdentityInit, reinitialize};
 pub use schedule::LrSchedule;

@@ -142,27 +142,55 @@ struct ParamState<B: Backend> {
     steps: u64,
 }
 
+/// How the update is computed; chosen from the backend, tests pick each one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdatePath {
+    /// burn tensor operations on any backend (burn-cuda uses this).
+    TensorOps,
+    /// Flex: fused loops over host memory (`host.rs`).
+    FlexHost,
+    /// LibTorch: in place on torch memory, fused loops on the CPU (`torch.rs`).
+    #[cfg(feature = "tch")]
+    TorchFused,
+    /// LibTorch: in-place torch operations (what CUDA devices run; tests run it on the CPU).
+    #[cfg(feature = "tch")]
+    TorchOps,
+}
+
+impl UpdatePath {
+    /// The fastest path for backend `B`.
+    pub fn for_backend<B: Backend>() -> Self {
+        #[cfg(feature = "tch")]
+        if super::torch::is_libtorch::<B>() {
+            return UpdatePath::TorchFused;
+        }
+        if std::any::TypeId::of::<B>() == std::any::TypeId::of::<burn::backend::Flex>() {
+            UpdatePath::FlexHost
+        } else {
+            UpdatePath::TensorOps
+        }
+    }
+}
+
 /// The RepOptimizer over the inner (non-autodiff) backend `B`.
 pub struct RepOptimizer<B: Backend> {
     config: OptimizerConfig,
     masks: GradMults<B>,
     frozen: HashSet<String>,
     state: HashMap<String, ParamState<B>>,
-    /// CPU backend: update with fused host loops (`host.rs`) instead of tensor operations.
-    host: bool,
+    path: UpdatePath,
     /// Host copies of the masks for the fused loops, made on first use.
     host_masks: HashMap<String, std::sync::Arc<Vec<f32>>>,
 }
 
 impl<B: Backend> RepOptimizer<B> {
     pub fn new(config: OptimizerConfig, masks: GradMults<B>) -> Self {
-        let host = std::any::TypeId::of::<B>() == std::any::TypeId::of::<burn::backend::Flex>();
         RepOptimizer {
             config,
             masks,
             frozen: HashSet::new(),
             state: HashMap::new(),
-            host,
+            path: UpdatePath::for_backend::<B>(),
             host_masks: HashMap::new(),
         }
     }
@@ -179,9 +207,19 @@ impl<B: Backend> RepOptimizer<B> {
     }
 
     /// Uses tensor operations even on the CPU backend (tests compare the two paths).
-    pub fn with_tensor_ops(mut self) -> Self {
-        self.host = false;
+    pub fn with_tensor_ops(self) -> Self {
+        self.with_path(UpdatePath::TensorOps)
+    }
+
+    /// Uses the given update path (tests run each one; a backend-specific path on another
+    /// backend panics).
+    pub fn with_path(mut self, path: UpdatePath) -> Self {
+        self.path = path;
         self
+    }
+
+    pub fn path(&self) -> UpdatePath {
+        self.path
     }
 
     /// One update of every parameter that has a gradient. Returns the global gradient norm
@@ -230,8 +268,13 @@ impl<B: Backend> RepOptimizer<B> {
         } else {
             0.0
         };
-        if self.host {
-            return self.update_host(name, wd, param, grad, lr);
+        match self.path {
+            UpdatePath::FlexHost => return self.update_host(name, wd, param, grad, lr),
+            #[cfg(feature = "tch")]
+            UpdatePath::TorchFused => return self.update_torch(name, wd, param, grad, lr, true),
+            #[cfg(feature = "tch")]
+            UpdatePath::TorchOps => return self.update_torch(name, wd, param, grad, lr, false),
+            UpdatePath::TensorOps => {}
         }
         // Tensor operations on flattened tensors (state and masks are kept flat).
         let shape = param.shape();
@@ -408,6 +451,58 @@ impl<B: Backend> RepOptimizer<B> {
             }
         }
         Tensor::from_data(p, &device)
+    }
+
+    /// [`Self::update`] in place on LibTorch tensors (`torch.rs`).
+    #[cfg(feature = "tch")]
+    fn update_torch<const D: usize>(
+        &mut self,
+        name: &str,
+        wd: f64,
+        param: Tensor<B, D>,
+        grad: Tensor<B, D>,
+        lr: f64,
+        fused: bool,
+    ) -> Tensor<B, D> {
+        use super::torch;
+        let mask = self.masks.get(name).cloned();
+        let state = self.state.entry(name.to_string()).or_insert(ParamState {
+            momentum: None,
+            exp_avg: None,
+            exp_avg_sq: None,
+            steps: 0,
+        });
+        match self.config.rule {
+            UpdateRule::Sgd { momentum, nesterov } => {
+                let args = torch::Sgd {
+                    wd,
+                    mask_weight_decay: self.config.mask_weight_decay,
+                    momentum,
+                    nesterov,
+                    lr,
+                };
+                let (p, buf) = torch::sgd(param, grad, mask, state.momentum.take(), args, fused);
+                state.momentum = buf;
+                p
+            }
+            UpdateRule::AdamW { beta1, beta2, eps } => {
+                state.steps += 1;
+                let args = torch::AdamW {
+                    wd,
+                    lr,
+                    beta1,
+                    beta2,
+                    eps,
+                    bias1: 1.0 - beta1.powi(state.steps as i32),
+                    bias2: 1.0 - beta2.powi(state.steps as i32),
+                };
+                let moments = state.exp_avg.take().zip(state.exp_avg_sq.take());
+                let (p, (m, v)) = torch::adamw(param, grad, mask, moments, args, fused);
+                state.exp_avg = Some(m);
+                state.exp_avg_sq = Some(v);
+                p
+            }
+        }
     }
 
     /// The state as named tensors (`<param>.momentum_buffer`, `<param>.exp_avg`,

@@ -92,3 +92,34 @@ pub fn reset_peak() {
 pub fn set_limit(bytes: usize) {
     LIMIT.store(bytes, Ordering::Relaxed);
 }
+
+/// A `/proc/self/status` field in bytes (`VmData`, `VmHWM`, `VmRSS`).
+pub fn proc_status_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line[field.len()..]
+        .trim_start_matches(':')
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// The budget for engines whose memory this allocator does not see (LibTorch allocates through
+/// its own C++ allocator): the process's private writable memory (RLIMIT_DATA: malloc and mmap)
+/// may grow by `bytes` beyond what it uses now; past that allocations fail and the trial dies.
+pub fn limit_process_data(bytes: u64) -> std::io::Result<()> {
+    let now = proc_status_bytes("VmData")
+        .ok_or_else(|| std::io::Error::other("cannot read VmData from /proc/self/status"))?;
+    let limit = libc::rlimit {
+        rlim_cur: now + bytes,
+        rlim_max: now + bytes,
+    };
+    // SAFETY: setrlimit with a valid, initialized rlimit struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_DATA, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

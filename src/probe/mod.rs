@@ -2,7 +2,8 @@
 //! training step (forward, backward, optimizer) fits, for the target, RepVGG and HS models.
 //! Every trial runs in a child process (`repopt-tui probe-trial …`), so an out-of-memory failure
 //! kills only the child. On the CPU the limit is a real heap budget enforced by the counting
-//! allocator; on a GPU it is the device's memory. Search: exponential bracketing, then binary
+//! allocator (Flex) or by the process's data limit (LibTorch, whose C++ allocator the counting
+//! allocator does not see); on a GPU it is the device's memory. Search: exponential bracketing, then binary
 //! search between the last batch that fit and the first that did not.
 
 pub mod alloc;
@@ -187,6 +188,8 @@ pub fn run_trial(exe: &Path, cfg: &ProbeConfig, model: ModelKind, batch: usize) 
     }
     if let Some(threads) = cfg.threads {
         cmd.env("RAYON_NUM_THREADS", threads.to_string());
+        // LibTorch's intra-op pool (OpenMP) reads this at start-up.
+        cmd.env("OMP_NUM_THREADS", threads.to_string());
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
