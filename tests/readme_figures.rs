@@ -164,15 +164,15 @@ fn derived_figures_agree_with_the_figures_they_come_from() {
     let flat = text.replace('\n', " ");
     let text = flat.as_str();
     // B1: "target T, RepVGG R, HS H images/s (PyTorch in the same run: a / b / c, ratio lo–hi)".
-    let ours: Vec<&str> = between(&text, "B1 at 32x32, batch 32: ", " images/s")
+    let ours: Vec<&str> = between(text, "B1 at 32x32, batch 32: ", " images/s")
         .split(", ")
         .map(|s| s.split_whitespace().last().unwrap())
         .collect();
-    let theirs: Vec<&str> = between(&text, "(PyTorch in the same run:", ", ratio")
+    let theirs: Vec<&str> = between(text, "(PyTorch in the same run:", ", ratio")
         .split('/')
         .map(str::trim)
         .collect();
-    let range: Vec<&str> = between(&text, ", ratio ", ")").split('–').collect();
+    let range: Vec<&str> = between(text, ", ratio ", ")").split('–').collect();
     assert_eq!((ours.len(), theirs.len(), range.len()), (3, 3, 2));
     let ratios: Vec<f64> = ours
         .iter()
@@ -191,17 +191,17 @@ fn derived_figures_agree_with_the_figures_they_come_from() {
         );
     }
     // Bookkeeping: "A s of B s (C%)".
-    let a = between(&text, "took: ", " s of ");
-    let b = between(&text, " s of ", " s (");
-    let c = between(&text, " s (", "%)");
+    let a = between(text, "took: ", " s of ");
+    let b = between(text, " s of ", " s (");
+    let c = between(text, " s (", "%)");
     assert!(
         consistent(c, a, b, |x, y| 100.0 * x / y),
         "bookkeeping: {a} s of {b} s is not {c}%"
     );
     // Dashboard: "N images/s alone and M watched (**P%**".
-    let alone = between(&text, "the run did ", " images/s alone");
-    let watched = between(&text, "images/s alone and ", " watched");
-    let change = between(&text, " watched (**", "%**");
+    let alone = between(text, "the run did ", " images/s alone");
+    let watched = between(text, "images/s alone and ", " watched");
+    let change = between(text, " watched (**", "%**");
     assert!(
         consistent(change, watched, alone, |w, a| 100.0 * (w - a) / a),
         "dashboard: {alone} → {watched} images/s is not {change}%"

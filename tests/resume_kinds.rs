@@ -264,9 +264,11 @@ fn target_with_run_scales_resumes_exactly_after_the_scales_file_changed() {
     changed.save(&source).unwrap();
     assert_ne!(std::fs::read(&source).unwrap(), original);
 
-    // A copy of the stopped run, for the check below.
+    // Copies of the stopped run, for the checks below.
     let tampered = r.dir("tgt-tampered");
     common::copy_tree(&split, &tampered);
+    let lost = r.dir("tgt-lost");
+    common::copy_tree(&split, &lost);
 
     // The stopped run resumes with the scales it started with: same as the uninterrupted run.
     assert!(r.start(&p, "tgt-split", &["--resume"]).status.success());
@@ -279,6 +281,17 @@ fn target_with_run_scales_resumes_exactly_after_the_scales_file_changed() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("scales.frozen.ron changed since") && stderr.contains(&sha),
+        "{stderr}"
+    );
+
+    // A lost frozen copy is not replaced by a source that changed since.
+    std::fs::remove_file(lost.join("scales.frozen.ron")).unwrap();
+    let out = r.start(&p, "tgt-lost", &["--resume"]);
+    assert!(!out.status.success(), "a changed source does not stand in");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("scales.frozen.ron is missing")
+            && stderr.contains("not the file the run started with"),
         "{stderr}"
     );
 

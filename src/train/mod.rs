@@ -149,15 +149,31 @@ fn frozen_scales(
         return Ok((scales, Some(checkpoint::sha256_hex(&bytes))));
     };
     if !frozen.exists() {
-        // A run started before scales were frozen: the best left is the file its profile names.
-        eprintln!(
-            "warning: {} has no {FROZEN_SCALES_FILE} (started by an older version); using {}, which may have changed since the run started",
-            dir.display(),
-            source.display()
-        );
         let bytes = std::fs::read(source)
             .with_context(|| format!("cannot read the scales {}", source.display()))?;
-        return Ok((parse(&bytes, source)?, None));
+        let sha = checkpoint::sha256_hex(&bytes);
+        match &ckpt.state.scales_sha256 {
+            // A run started before scales were frozen: the best left is the file its profile names.
+            None => eprintln!(
+                "warning: {} has no {FROZEN_SCALES_FILE} (started by an older version); using {}, which may have changed since the run started",
+                dir.display(),
+                source.display()
+            ),
+            // The copy was lost but the original is still the same file: restore the copy.
+            Some(recorded) if *recorded == sha => {
+                crate::profile::write_atomic(&frozen, &bytes)
+                    .with_context(|| format!("cannot write {}", frozen.display()))?;
+            }
+            Some(recorded) => bail!(
+                "{} is missing and {} is not the file the run started with (SHA-256 {sha}, {} recorded {recorded}): \
+                 restore {FROZEN_SCALES_FILE}, or start a new run",
+                frozen.display(),
+                source.display(),
+                ckpt_path.display()
+            ),
+        }
+        let sha = ckpt.state.scales_sha256.as_ref().map(|_| sha);
+        return Ok((parse(&bytes, source)?, sha));
     }
     let bytes =
         std::fs::read(&frozen).with_context(|| format!("cannot read {}", frozen.display()))?;
