@@ -460,8 +460,9 @@ fn subsets_and_synthetic_sets_are_deterministic() {
     );
 }
 
-/// The resampler is bit-exact with Pillow's `Image.resize(.., BILINEAR)` (reference CRC32s
-/// computed once with Pillow 13.0.0 on the same generated pattern; see `pattern`).
+/// The resampler is bit-exact with Pillow's `Image.resize(.., BILINEAR)`: the reference CRC32s
+/// are printed by `tests/fixtures/gen_pillow_crcs.py` (Pillow 13.0.0, the same pattern), which
+/// reproduces every value below.
 #[test]
 fn resize_is_bit_exact_with_pillow() {
     use repopt_tui::data::resize::{Rect, resize_rect};

@@ -214,5 +214,7 @@ fn million_events_are_read_once_then_incrementally() {
         "only the new line is read, not {} bytes",
         b.bytes
     );
-    assert!(second.as_millis() < 50, "incremental read took {second:?}");
+    // How long it took is printed, not asserted (a shared machine's timing is no condition);
+    // what makes it incremental is asserted above: only the new line's bytes were read.
+    eprintln!("incremental read of one line: {second:?}");
 }

@@ -184,7 +184,7 @@ fn missing_runs_dir_is_an_empty_list() {
 
 /// The committed fixtures are exactly what the generator writes (so the generator is the
 /// documentation of the fixture set). Regenerate with
-/// `cargo test --test rundir_runs -- --ignored regenerate_fixtures`.
+/// `REPOPT_REGENERATE_FIXTURES=1 cargo test --test rundir_runs -- --ignored regenerate_fixtures`.
 #[test]
 fn fixtures_match_generator() {
     let tmp = tempfile::tempdir().unwrap();
@@ -200,8 +200,16 @@ fn fixtures_match_generator() {
     }
 }
 
+/// Rewrites the committed fixtures, only when asked by name *and* by the environment:
+/// `cargo test -- --include-ignored` must not change files under version control.
 #[test]
-#[ignore = "rewrites tests/fixtures/runs"]
+#[ignore = "rewrites tests/fixtures/runs (with REPOPT_REGENERATE_FIXTURES=1)"]
 fn regenerate_fixtures() {
+    if std::env::var_os("REPOPT_REGENERATE_FIXTURES").is_none_or(|v| v != "1") {
+        eprintln!(
+            "tests/fixtures/runs left as they are: set REPOPT_REGENERATE_FIXTURES=1 to rewrite them"
+        );
+        return;
+    }
     generate_fixture_runs(&fixture_runs());
 }

@@ -38,10 +38,36 @@ fn events_of(runs: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Kills, when dropped, every live run under `runs`: the dashboard starts runs detached (their
+/// own session), so if the test fails before it stops the run, nothing else would end it.
+struct KillRunsOnDrop(PathBuf);
+
+impl Drop for KillRunsOnDrop {
+    fn drop(&mut self) {
+        let Ok(dirs) = std::fs::read_dir(&self.0) else {
+            return;
+        };
+        for dir in dirs.filter_map(|e| e.ok()).map(|e| e.path()) {
+            if let Some(pid) = repopt_tui::rundir::live_owner(&dir) {
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                // Bounded wait until the lock is released (the process is gone).
+                let start = Instant::now();
+                while repopt_tui::rundir::live_owner(&dir).is_some()
+                    && start.elapsed() < Duration::from_secs(10)
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn dashboard_starts_watches_and_stops_a_run() {
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("checkpoints");
+    // Declared after `tmp`, so dropped before it: the run is gone before its directory is.
+    let _kill_runs = KillRunsOnDrop(runs.clone());
     let (runner, profiles) = runner_and_profile(tmp.path());
     let t = Duration::from_secs(20);
     let mut cmd = dashboard_command(&runs, &profiles, &runner);
@@ -61,7 +87,6 @@ fn dashboard_starts_watches_and_stops_a_run() {
     pty.wait_text("train (EMA)", t);
     let before = pty.rows(3, 18);
     let n_before = events_of(&runs).len();
-    std::thread::sleep(Duration::from_millis(1500));
     let moved = pty.wait_for("the loss chart to change", t, |_| pty.rows(3, 18) != before);
     assert!(events_of(&runs).len() > n_before, "no new events");
     assert!(moved.contains("Loss"));
@@ -93,7 +118,15 @@ fn dashboard_starts_watches_and_stops_a_run() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
-    std::thread::sleep(Duration::from_millis(200));
+    // The reader thread may still be copying the last bytes: wait (bounded) for the cursor to
+    // be shown again after leaving the alternate screen.
+    let start = Instant::now();
+    let restored = |raw: &[u8]| {
+        find(raw, b"\x1b[?1049l").is_some_and(|leave| find(&raw[leave..], b"\x1b[?25h").is_some())
+    };
+    while !restored(&pty.raw.lock().unwrap()) && start.elapsed() < t {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let raw = pty.raw.lock().unwrap().clone();
     let enter = find(&raw, b"\x1b[?1049h").expect("entered the alternate screen");
     let leave = find(&raw, b"\x1b[?1049l").expect("left the alternate screen");

@@ -5,6 +5,7 @@
 //! - `events.jsonl`  append-only events (schema in [`events`])
 //! - `ckpt/*.ckpt`   checkpoints (see `train::checkpoint`)
 //! - `scales.ron`    HS runs: the searched scales as a scales profile
+//! - `scales.frozen.ron` Target runs: the scales the run uses, copied byte for byte at its start
 //! - `run.lock`      held (flock) by the live process that owns the run; holds its pid
 //! - `stdout.log`    output of a run spawned by the dashboard
 //!
@@ -32,6 +33,7 @@ pub const EVENTS_FILE: &str = "events.jsonl";
 pub const LOCK_FILE: &str = "run.lock";
 pub const PROFILE_FILE: &str = "profile.ron";
 pub const SCALES_FILE: &str = "scales.ron";
+pub const FROZEN_SCALES_FILE: &str = "scales.frozen.ron";
 pub const STDOUT_LOG: &str = "stdout.log";
 pub const CKPT_DIR: &str = "ckpt";
 

@@ -42,6 +42,9 @@ pub struct TrainState {
     pub epoch_seen: u64,
     /// Seconds of training before this checkpoint (over all processes of the run).
     pub elapsed_s: f64,
+    /// Target runs: SHA-256 (hex) of the run's `scales.frozen.ron`, checked on resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scales_sha256: Option<String>,
 }
 
 pub struct Checkpoint {
@@ -59,6 +62,14 @@ pub enum CheckpointError {
     },
     #[error("{path} is corrupt ({why}); it was not used")]
     Corrupt { path: PathBuf, why: String },
+}
+
+/// SHA-256 of `bytes` as lowercase hex (the frozen scales' checksum).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub fn file_name(epoch: u32, global_iter: u64) -> String {

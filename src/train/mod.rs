@@ -19,7 +19,9 @@ use crate::model::{HsNet, RepVggNet, TargetNet};
 use crate::optim::{GradMults, OptimizerConfig, RepOptimizer, UpdateRule, reinitialize};
 use crate::profile::{OptimizerKind, RunKind, RunProfile, ScalesProfile};
 use crate::rundir::events::{EventBody, Failed};
-use crate::rundir::{CKPT_DIR, EVENTS_FILE, EventWriter, PROFILE_FILE, RunLock, SCALES_FILE};
+use crate::rundir::{
+    CKPT_DIR, EVENTS_FILE, EventWriter, FROZEN_SCALES_FILE, PROFILE_FILE, RunLock, SCALES_FILE,
+};
 pub use trainer::{RunCtx, RunOutcome};
 use weights::load_weights;
 
@@ -114,6 +116,79 @@ fn resolve_scales(spec: &str, runs_dir: &Path) -> anyhow::Result<PathBuf> {
 
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The scales of a Target run, from its own directory: a run is reproducible from that directory
+/// alone, whatever happens later to the file its profile named (`run:<hs>` resolves to an HS run's
+/// `scales.ron`, which that run rewrites every epoch; a scales profile can be edited). A new run
+/// copies the file byte for byte into `scales.frozen.ron`; a resumed run reads that copy and checks
+/// it against the SHA-256 its checkpoint recorded. Returns the scales and the checksum.
+fn frozen_scales(
+    dir: &Path,
+    source: &Path,
+    variant: &crate::model::Variant,
+    resume: Option<&(PathBuf, checkpoint::Checkpoint)>,
+) -> anyhow::Result<(ScalesProfile, Option<String>)> {
+    let frozen = dir.join(FROZEN_SCALES_FILE);
+    let parse = |bytes: &[u8], path: &Path| -> anyhow::Result<ScalesProfile> {
+        let text = std::str::from_utf8(bytes)
+            .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
+        let scales: ScalesProfile = crate::profile::parse_ron(text, path)?;
+        scales
+            .check(variant)
+            .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+        Ok(scales)
+    };
+    let Some((ckpt_path, ckpt)) = resume else {
+        // New run: read the source once, check it, freeze exactly those bytes.
+        let bytes = std::fs::read(source)
+            .with_context(|| format!("cannot read the scales {}", source.display()))?;
+        let scales = parse(&bytes, source)?;
+        crate::profile::write_atomic(&frozen, &bytes)
+            .with_context(|| format!("cannot write {}", frozen.display()))?;
+        return Ok((scales, Some(checkpoint::sha256_hex(&bytes))));
+    };
+    if !frozen.exists() {
+        let bytes = std::fs::read(source)
+            .with_context(|| format!("cannot read the scales {}", source.display()))?;
+        let sha = checkpoint::sha256_hex(&bytes);
+        match &ckpt.state.scales_sha256 {
+            // A run started before scales were frozen: the best left is the file its profile names.
+            None => eprintln!(
+                "warning: {} has no {FROZEN_SCALES_FILE} (started by an older version); using {}, which may have changed since the run started",
+                dir.display(),
+                source.display()
+            ),
+            // The copy was lost but the original is still the same file: restore the copy.
+            Some(recorded) if *recorded == sha => {
+                crate::profile::write_atomic(&frozen, &bytes)
+                    .with_context(|| format!("cannot write {}", frozen.display()))?;
+            }
+            Some(recorded) => bail!(
+                "{} is missing and {} is not the file the run started with (SHA-256 {sha}, {} recorded {recorded}): \
+                 restore {FROZEN_SCALES_FILE}, or start a new run",
+                frozen.display(),
+                source.display(),
+                ckpt_path.display()
+            ),
+        }
+        let sha = ckpt.state.scales_sha256.as_ref().map(|_| sha);
+        return Ok((parse(&bytes, source)?, sha));
+    }
+    let bytes =
+        std::fs::read(&frozen).with_context(|| format!("cannot read {}", frozen.display()))?;
+    let sha = checkpoint::sha256_hex(&bytes);
+    if let Some(recorded) = &ckpt.state.scales_sha256
+        && recorded != &sha
+    {
+        bail!(
+            "{} changed since {} was written (SHA-256 {sha}, the checkpoint recorded {recorded}): \
+             the run would continue with other scales than it trained with. Restore the file, or start a new run",
+            frozen.display(),
+            ckpt_path.display()
+        );
+    }
+    Ok((parse(&bytes, &frozen)?, Some(sha)))
 }
 
 /// Starts or resumes the run of `opts.profile` in the foreground.
@@ -214,14 +289,14 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         Ok(d) => d,
         Err(e) => return Err(fail(&mut events, e)),
     };
-    let scales = match (&profile.scales, profile.kind) {
+    let (scales, scales_sha256) = match (&profile.scales, profile.kind) {
         (Some(path), RunKind::Target) => {
-            match ScalesProfile::load_for(Path::new(path), &profile.variant()) {
-                Ok(s) => Some(s),
-                Err(e) => return Err(fail(&mut events, e.into())),
+            match frozen_scales(&dir, Path::new(path), &profile.variant(), resume.as_ref()) {
+                Ok((s, sha)) => (Some(s), sha),
+                Err(e) => return Err(fail(&mut events, e)),
             }
         }
-        _ => None,
+        _ => (None, None),
     };
     let stop = Arc::new(AtomicUsize::new(0));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -237,6 +312,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         data,
         resume,
         scales,
+        scales_sha256,
         stop,
         stop_after: opts.stop_after,
         profile_path: absolute(&opts.profile),

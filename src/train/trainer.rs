@@ -37,6 +37,8 @@ pub struct RunCtx {
     pub data: OpenedDataset,
     pub resume: Option<(PathBuf, Checkpoint)>,
     pub scales: Option<ScalesProfile>,
+    /// Target runs: checksum of the frozen scales, recorded in every checkpoint.
+    pub scales_sha256: Option<String>,
     /// Set to the signal number by the SIGINT/SIGTERM handlers.
     pub stop: Arc<AtomicUsize>,
     /// Stop (checkpoint + `stopped`) after this many iterations of this process.
@@ -133,6 +135,7 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
         epoch_correct: 0,
         epoch_seen: 0,
         elapsed_s: 0.0,
+        scales_sha256: ctx.scales_sha256.clone(),
     };
     let mut resumed_from = None;
     if let Some((path, ckpt)) = ctx.resume.take() {
@@ -160,7 +163,10 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
         )?;
         opt.load_state_tensors(ckpt.optim, &main_device)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        state = ckpt.state;
+        state = TrainState {
+            scales_sha256: ctx.scales_sha256.clone(),
+            ..ckpt.state
+        };
         resumed_from = Some(
             path.strip_prefix(&ctx.dir)
                 .unwrap_or(&path)

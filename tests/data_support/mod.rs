@@ -14,20 +14,33 @@ pub fn shared() -> PathBuf {
     )
 }
 
-/// `shared/data/cifar10-jpeg/{train,test}.tar.gz` extracted once per test binary.
+/// `shared/data/cifar10-jpeg/{train,test}.tar.gz` extracted once per test binary, into a
+/// temporary directory removed when the test binary exits (a `TempDir` kept in a static would
+/// never be dropped, leaving the extraction behind).
 pub fn cifar10_jpeg_root() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    extern "C" fn remove_extraction() {
+        if let Some(dir) = DIR.get() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
     DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("repopt-cifar10-jpeg-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        // SAFETY: registers a plain function without captured state; it runs once at exit.
+        unsafe { libc::atexit(remove_extraction) };
         for name in ["train.tar.gz", "test.tar.gz"] {
             let f = std::fs::File::open(shared().join("cifar10-jpeg").join(name))
                 .expect("cifar10-jpeg archive");
             let gz = flate2::read::GzDecoder::new(std::io::BufReader::new(f));
-            tar::Archive::new(gz).unpack(dir.path()).expect("extract");
+            tar::Archive::new(gz).unpack(&dir).expect("extract");
         }
         dir
     })
-    .path()
+    .as_path()
 }
 
 /// Serves `body` for every GET on a loopback port, at most `max_requests` times; returns the
