@@ -37,6 +37,10 @@ impl<B: Backend> Block<B> for TargetBlock<B> {
     }
 
     fn forward(&self, x: Tensor<B, 4>, train: bool) -> Tensor<B, 4> {
+        #[cfg(feature = "tch")]
+        if train && super::torch_ops::block_fits(&x, &self.conv) {
+            return super::torch_ops::target_block(self, x);
+        }
         relu(self.bn.forward(self.conv.forward(x), train))
     }
 }
@@ -70,6 +74,10 @@ impl<B: Backend> Block<B> for HsBlock<B> {
     }
 
     fn forward(&self, x: Tensor<B, 4>, train: bool) -> Tensor<B, 4> {
+        #[cfg(feature = "tch")]
+        if train && super::torch_ops::block_fits(&x, &self.conv) {
+            return super::torch_ops::hs_block(self, x);
+        }
         let mut y = self.scale_conv.forward(self.conv.forward(x.clone()))
             + self.scale_1x1.forward(self.conv_1x1.forward(x.clone()));
         if let Some(identity) = &self.scale_identity {
@@ -103,6 +111,10 @@ impl<B: Backend> Block<B> for RepVggBlock<B> {
     }
 
     fn forward(&self, x: Tensor<B, 4>, train: bool) -> Tensor<B, 4> {
+        #[cfg(feature = "tch")]
+        if train && super::torch_ops::block_fits(&x, &self.conv_3x3) {
+            return super::torch_ops::repvgg_block(self, x);
+        }
         let mut y = self.bn_3x3.forward(self.conv_3x3.forward(x.clone()), train)
             + self.bn_1x1.forward(self.conv_1x1.forward(x.clone()), train);
         if let Some(bn) = &self.bn_identity {

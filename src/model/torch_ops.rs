@@ -1,9 +1,10 @@
 //! Layers whose backward pass burn's LibTorch backend does not delegate to libtorch: burn
 //! computes a convolution's weight gradient as a convolution whose kernel is the whole output
 //! gradient (and BN as a dozen element-wise ops), where PyTorch calls oneDNN's / cuDNN's own
-//! backward kernels. On `Autodiff<LibTorch>` these layers run under torch's autograd instead:
-//! one burn autodiff node whose backward is torch's (`convolution_backward`,
-//! `native_batch_norm_backward`). Same formulas as PyTorch; every other backend keeps burn's.
+//! backward kernels. On `Autodiff<LibTorch>` a training-mode block (target, RepVGG, HS) runs
+//! under torch's autograd instead: one burn autodiff node whose backward is torch's
+//! (`convolution_backward`, `native_batch_norm_backward`, `threshold_backward`). The same
+//! formulas as PyTorch; every other backend, and evaluation, keep burn's.
 
 use std::any::{Any, TypeId};
 
@@ -16,6 +17,9 @@ use burn::backend::libtorch::{LibTorch, TchTensor};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorPrimitive};
+
+use super::blocks::{HsBlock, RepVggBlock, TargetBlock};
+use super::layers::{BN_EPS, BN_MOMENTUM, BatchNorm2d, Conv};
 
 type At = Autodiff<LibTorch>;
 type AtPrimitive = burn::tensor::ops::FloatTensor<At>;
@@ -86,8 +90,8 @@ impl<const N: usize> Backward<LibTorch, N> for TorchAutograd<N> {
         let graph = ops.state;
         let inputs: Vec<&tch::Tensor> = wanted.iter().map(|(i, _)| &graph.leaves[*i]).collect();
         // torch's `grad(outputs, inputs)` takes no output gradient: ⟨output, grad⟩ has exactly
-        // `grad` as its gradient with respect to the output.
-        let surrogate = (&graph.output * &grad.tensor).sum(graph.output.kind());
+        // `grad` as its gradient with respect to the output (one dot product, one scaled copy).
+        let surrogate = graph.output.flatten(0, -1).dot(&grad.tensor.reshape([-1]));
         let results = tch::Tensor::run_backward(&[surrogate], &inputs, false, false);
         for ((_, id), g) in wanted.into_iter().zip(results) {
             grads.register::<LibTorch>(id, TchTensor::new(g));
@@ -96,7 +100,7 @@ impl<const N: usize> Backward<LibTorch, N> for TorchAutograd<N> {
 }
 
 /// Runs `f` on leaves that alias `inputs` under torch's autograd, as one node of burn's graph.
-fn under_torch_autograd<const N: usize>(
+fn node<const N: usize>(
     inputs: [AtPrimitive; N],
     f: impl FnOnce(&[tch::Tensor]) -> tch::Tensor,
 ) -> AtPrimitive {
@@ -134,6 +138,22 @@ fn under_torch_autograd<const N: usize>(
     }
 }
 
+/// [`node`] for a number of inputs known at run time (blocks with or without an identity branch).
+fn under_torch_autograd(
+    inputs: Vec<AtPrimitive>,
+    f: impl FnOnce(&[tch::Tensor]) -> tch::Tensor,
+) -> AtPrimitive {
+    macro_rules! arity {
+        ($($n:literal)*) => {
+            match inputs.len() {
+                $($n => node::<$n>(inputs.try_into().unwrap_or_else(|_| unreachable!()), f),)*
+                n => unreachable!("no torch node of {n} inputs"),
+            }
+        };
+    }
+    arity!(1 2 3 4 5 6 7 8 9)
+}
+
 fn i64s<const N: usize>(v: [usize; N]) -> [i64; N] {
     v.map(|x| x as i64)
 }
@@ -150,7 +170,7 @@ pub fn conv2d<B: Backend>(
         i64s(o.dilation),
         o.groups as i64,
     );
-    up(under_torch_autograd([down(x), down(weight)], |t| {
+    up(under_torch_autograd(vec![down(x), down(weight)], |t| {
         t[0].conv2d(
             &t[1],
             None::<tch::Tensor>,
@@ -180,7 +200,7 @@ pub fn batch_norm_train<B: Backend>(
         out
     };
     let (mean, var) = (copy(running_mean), copy(running_var));
-    let y = under_torch_autograd([down(x), down(weight), down(bias)], |t| {
+    let y = under_torch_autograd(vec![down(x), down(weight), down(bias)], |t| {
         t[0].batch_norm(
             Some(&t[1]),
             Some(&t[2]),
@@ -196,4 +216,149 @@ pub fn batch_norm_train<B: Backend>(
     // copies, so that nothing it does to them can touch what the backward pass reads.
     let plain = |t: tch::Tensor| up::<B, 1>(AtPrimitive::new(TchTensor::new(t.copy())));
     (up(y), plain(mean), plain(var))
+}
+
+/// A BN layer's running statistics as torch tensors that torch's `batch_norm` updates in place,
+/// and their way back into the layer.
+struct Running {
+    mean: tch::Tensor,
+    var: tch::Tensor,
+}
+
+impl Running {
+    fn of<B: Backend>(bn: &BatchNorm2d<B>) -> Running {
+        let copy = |t: Tensor<B, 1>| {
+            let t = down(t).primitive.tensor;
+            let mut out = tch::Tensor::empty(t.size(), (t.kind(), t.device()));
+            out.copy_(&t);
+            out
+        };
+        Running {
+            mean: copy(bn.running_mean.value_sync()),
+            var: copy(bn.running_var.value_sync()),
+        }
+    }
+
+    /// Training-mode BN of `x` with parameters `gamma`, `beta` (PyTorch's batch_norm).
+    fn bn(&self, x: &tch::Tensor, gamma: &tch::Tensor, beta: &tch::Tensor) -> tch::Tensor {
+        x.batch_norm(
+            Some(gamma),
+            Some(beta),
+            Some(&self.mean),
+            Some(&self.var),
+            true,
+            BN_MOMENTUM,
+            BN_EPS,
+            true,
+        )
+    }
+
+    /// Gives the updated statistics to the layer (copies: torch's graph keeps the originals at
+    /// the version it saved, and nothing burn does to its copies can touch them).
+    fn store<B: Backend>(self, bn: &BatchNorm2d<B>) {
+        let plain = |t: &tch::Tensor| up::<B, 1>(AtPrimitive::new(TchTensor::new(t.copy())));
+        bn.running_mean.update(plain(&self.mean));
+        bn.running_var.update(plain(&self.var));
+        bn.running_mean.value_sync();
+        bn.running_var.value_sync();
+    }
+}
+
+fn conv(x: &tch::Tensor, w: &tch::Tensor, c: &Conv<impl Backend>) -> tch::Tensor {
+    let s = c.stride as i64;
+    let p = c.padding as i64;
+    x.conv2d(w, None::<tch::Tensor>, [s, s], [p, p], [1, 1], 1)
+}
+
+/// Per-channel scale of an [n, c, h, w] tensor by a [c] vector.
+fn scaled(x: &tch::Tensor, s: &tch::Tensor) -> tch::Tensor {
+    x * s.view([1, -1, 1, 1])
+}
+
+/// Whether a training-mode block whose convolution is `c` can run as one torch node on `x`:
+/// torch's BN needs more than one value per channel.
+pub fn block_fits<B: Backend>(x: &Tensor<B, 4>, c: &Conv<B>) -> bool {
+    let [n, _, h, w] = x.dims();
+    let k = c.weight.dims()[2];
+    let out = |d: usize| (d + 2 * c.padding - k) / c.stride + 1;
+    is_torch_autodiff::<B>() && n * out(h) * out(w) > 1
+}
+
+/// The target block conv3x3 → BN → ReLU in training mode as one torch node.
+pub fn target_block<B: Backend>(b: &TargetBlock<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let running = Running::of(&b.bn);
+    let inputs = vec![
+        down(x),
+        down(b.conv.weight.val()),
+        down(b.bn.weight.val()),
+        down(b.bn.bias.val()),
+    ];
+    let y = under_torch_autograd(inputs, |t| {
+        running
+            .bn(&conv(&t[0], &t[1], &b.conv), &t[2], &t[3])
+            .relu()
+    });
+    running.store(&b.bn);
+    up(y)
+}
+
+/// The RepVGG block BN(conv3x3) + BN(conv1x1) [+ BN(x)] → ReLU in training mode as one node.
+pub fn repvgg_block<B: Backend>(b: &RepVggBlock<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let (r3, r1) = (Running::of(&b.bn_3x3), Running::of(&b.bn_1x1));
+    let rid = b.bn_identity.as_ref().map(Running::of);
+    let mut inputs = vec![
+        down(x),
+        down(b.conv_3x3.weight.val()),
+        down(b.bn_3x3.weight.val()),
+        down(b.bn_3x3.bias.val()),
+        down(b.conv_1x1.weight.val()),
+        down(b.bn_1x1.weight.val()),
+        down(b.bn_1x1.bias.val()),
+    ];
+    if let Some(bn) = &b.bn_identity {
+        inputs.push(down(bn.weight.val()));
+        inputs.push(down(bn.bias.val()));
+    }
+    let y = under_torch_autograd(inputs, |t| {
+        let mut y = r3.bn(&conv(&t[0], &t[1], &b.conv_3x3), &t[2], &t[3])
+            + r1.bn(&conv(&t[0], &t[4], &b.conv_1x1), &t[5], &t[6]);
+        if let Some(r) = &rid {
+            y = y + r.bn(&t[0], &t[7], &t[8]);
+        }
+        y.relu()
+    });
+    r3.store(&b.bn_3x3);
+    r1.store(&b.bn_1x1);
+    if let (Some(r), Some(bn)) = (rid, &b.bn_identity) {
+        r.store(bn);
+    }
+    up(y)
+}
+
+/// The HS block s ⊙ conv3x3(x) + t ⊙ conv1x1(x) [+ u ⊙ x] → BN → ReLU in training mode as one
+/// node.
+pub fn hs_block<B: Backend>(b: &HsBlock<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let running = Running::of(&b.bn);
+    let mut inputs = vec![
+        down(x),
+        down(b.conv.weight.val()),
+        down(b.scale_conv.weight.val()),
+        down(b.conv_1x1.weight.val()),
+        down(b.scale_1x1.weight.val()),
+        down(b.bn.weight.val()),
+        down(b.bn.bias.val()),
+    ];
+    if let Some(u) = &b.scale_identity {
+        inputs.push(down(u.weight.val()));
+    }
+    let y = under_torch_autograd(inputs, |t| {
+        let mut y = scaled(&conv(&t[0], &t[1], &b.conv), &t[2])
+            + scaled(&conv(&t[0], &t[3], &b.conv_1x1), &t[4]);
+        if t.len() > 7 {
+            y = y + scaled(&t[0], &t[7]);
+        }
+        running.bn(&y, &t[5], &t[6]).relu()
+    });
+    running.store(&b.bn);
+    up(y)
 }
