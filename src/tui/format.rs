@@ -269,3 +269,12 @@ mod tests {
         assert_eq!(utc_datetime(951_782_400.0), "2000-02-29 00:00:00");
     }
 }
+
+/// `1 run`, `2 runs`, `0 runs`.
+pub fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
