@@ -47,7 +47,10 @@ fn dashboard_filters_sorts_and_diffs_runs() {
         .lines()
         .find(|l| l.contains("recipe.weight_decay"))
         .unwrap_or_else(|| panic!("no weight decay row:\n{s}"));
-    assert!(wd.contains('≠') && wd.contains("0.00004") && wd.contains("0.0001"), "{wd}");
+    assert!(
+        wd.contains('≠') && wd.contains("4e-5") && wd.contains("0.0001"),
+        "{wd}"
+    );
     // Esc goes back to the (still filtered) table, a second Esc clears the filter.
     pty.send("\x1b");
     pty.wait_text("Runs (3 of 5)", t);

@@ -14,9 +14,9 @@ use ratatui::style::Color;
 use repopt_tui::gpu::{GpuDevice, GpuProcess, GpuStatus, NoGpuReason};
 use repopt_tui::rundir::{RunLock, RunStatus};
 use repopt_tui::tui::app::{Popup, XAxis};
+use repopt_tui::tui::keymap::Action;
 use repopt_tui::tui::pages::Page;
 use repopt_tui::tui::runs_table::Column;
-use repopt_tui::tui::keymap::Action;
 use repopt_tui::tui::store::lock;
 use repopt_tui::tui::{App, AppConfig, AppEvent, Collector, GpuSource, Store, View, run_app, ui};
 
@@ -479,7 +479,11 @@ struct Watched(Arc<Mutex<(TestBackend, usize, String)>>);
 
 impl Watched {
     fn new(w: u16, h: u16) -> Self {
-        Watched(Arc::new(Mutex::new((TestBackend::new(w, h), 0, String::new()))))
+        Watched(Arc::new(Mutex::new((
+            TestBackend::new(w, h),
+            0,
+            String::new(),
+        ))))
     }
     fn frames(&self) -> usize {
         self.0.lock().unwrap().1
@@ -572,7 +576,10 @@ fn event_loop_runs_on_test_backend() {
     let quitter = tx.clone();
     rt.block_on(async {
         tokio::spawn(async move {
-            until("the help overlay", || watch.screen().contains("Help · keys")).await;
+            until("the help overlay", || {
+                watch.screen().contains("Help · keys")
+            })
+            .await;
             let _ = quitter.send(AppEvent::Input(TermEvent::Key(KeyEvent::new(
                 KeyCode::Char('c'),
                 KeyModifiers::CONTROL,
@@ -971,8 +978,7 @@ fn archive_and_delete_ask_first_and_refuse_live_runs() {
         .collect();
     assert_eq!(ids.len(), 3, "{ids:?}");
     assert!(
-        !ids
-            .iter()
+        !ids.iter()
             .any(|i| i.starts_with('.') || i == ABLATION_ID || i == REPVGG_ID)
     );
 }

@@ -246,7 +246,11 @@ pub fn tail_lines(path: &Path, max_bytes: u64) -> io::Result<Vec<String>> {
         .into_iter()
         .enumerate()
         .filter(|(i, l)| !(l.is_empty() && *i + 1 == n))
-        .map(|(_, l)| String::from_utf8_lossy(l).trim_end_matches('\r').to_string())
+        .map(|(_, l)| {
+            String::from_utf8_lossy(l)
+                .trim_end_matches('\r')
+                .to_string()
+        })
         .collect())
 }
 

@@ -88,18 +88,27 @@ impl View {
 /// What a confirmed popup does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pending {
-    Stop { run_id: String, pid: u32 },
+    Stop {
+        run_id: String,
+        pid: u32,
+    },
     /// Move the run directory into `<runs>/.archive/`.
-    Archive { run_id: String },
+    Archive {
+        run_id: String,
+    },
     /// Remove the run directory and everything in it.
-    Delete { run_id: String },
+    Delete {
+        run_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PickerKind {
     StartRun,
     ScalesProfile,
-    Checkpoints { run_id: String },
+    Checkpoints {
+        run_id: String,
+    },
     /// The runs table's columns (enter or space shows/hides one).
     Columns,
 }
@@ -524,9 +533,10 @@ impl App {
     fn select_first_visible_if_hidden(&mut self) {
         let store = lock(&self.store);
         let visible = self.visible_runs(&store);
-        let shown = self.selected.as_ref().is_some_and(|id| {
-            visible.iter().any(|&i| &store.runs[i].summary.id == id)
-        });
+        let shown = self
+            .selected
+            .as_ref()
+            .is_some_and(|id| visible.iter().any(|&i| &store.runs[i].summary.id == id));
         if !shown && let Some(&i) = visible.first() {
             self.selected = Some(store.runs[i].summary.id.clone());
         }
@@ -629,7 +639,8 @@ impl App {
                 a,
             ) => {
                 let n = items.len();
-                if kind == PickerKind::Columns && matches!(a, Action::Confirm | Action::ToggleMark) {
+                if kind == PickerKind::Columns && matches!(a, Action::Confirm | Action::ToggleMark)
+                {
                     if let Some(&col) = Column::ALL.get(selected) {
                         self.toggle_column(col);
                     }
@@ -710,7 +721,11 @@ impl App {
         let i = self
             .selected
             .as_ref()
-            .and_then(|id| visible.iter().position(|&k| &store.runs[k].summary.id == id))
+            .and_then(|id| {
+                visible
+                    .iter()
+                    .position(|&k| &store.runs[k].summary.id == id)
+            })
             .unwrap_or(0) as isize;
         let j = (i.saturating_add(delta)).clamp(0, n as isize - 1) as usize;
         self.selected = Some(store.runs[visible[j]].summary.id.clone());
@@ -725,7 +740,8 @@ impl App {
         } else {
             // Keep the display order of Column::ALL.
             self.columns.push(col);
-            self.columns.sort_by_key(|c| Column::ALL.iter().position(|a| a == c));
+            self.columns
+                .sort_by_key(|c| Column::ALL.iter().position(|a| a == c));
         }
     }
 
@@ -772,7 +788,11 @@ impl App {
             Some(c) => format!(
                 "sorted by {} ({})",
                 c.header(),
-                if self.sort.descending { "descending" } else { "ascending" }
+                if self.sort.descending {
+                    "descending"
+                } else {
+                    "ascending"
+                }
             ),
             None => "sorted newest first".to_string(),
         };
@@ -916,7 +936,10 @@ impl App {
             Action::Diff => self.open_diff(),
             Action::Log => {
                 if let Some(id) = self.selected.clone() {
-                    self.open_page(Page::Log { run_id: id, back: 0 });
+                    self.open_page(Page::Log {
+                        run_id: id,
+                        back: 0,
+                    });
                 }
             }
             Action::CopyPath => self.copy_path(),

@@ -26,7 +26,9 @@ pub enum Page {
 impl Page {
     pub fn title(&self) -> String {
         match self {
-            Page::Profile { run_id, .. } => format!(" {run_id} · {PROFILE_FILE} (frozen at start) "),
+            Page::Profile { run_id, .. } => {
+                format!(" {run_id} · {PROFILE_FILE} (frozen at start) ")
+            }
             Page::Diff { run_ids, .. } => format!(
                 " {PROFILE_FILE} of {} marked runs · differing fields first ",
                 run_ids.len()
@@ -158,7 +160,11 @@ pub fn stdout_tail(run_dir: &Path) -> Result<Vec<String>, String> {
     match tail_lines(&path, LOG_TAIL_BYTES) {
         Ok(lines) => Ok(lines
             .into_iter()
-            .map(|l| l.chars().filter(|c| !c.is_control() || *c == '\t').collect())
+            .map(|l| {
+                l.chars()
+                    .filter(|c| !c.is_control() || *c == '\t')
+                    .collect()
+            })
             .collect()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
             "no {STDOUT_LOG}: the run was started headless (its output went to that terminal)"
@@ -254,10 +260,10 @@ pub fn describe_event(e: &Event) -> String {
         EventBody::Checkpoint(c) => (
             "checkpoint",
             format!(
-                "{}{} ({} epochs done)",
+                "{}{} ({} done)",
                 c.path,
                 if c.best { " best" } else { "" },
-                c.epoch
+                format::plural(u64::from(c.epoch), "epoch")
             ),
         ),
         EventBody::Probe(p) => (
@@ -323,7 +329,9 @@ mod tests {
 
     #[test]
     fn diff_lists_differing_fields_first() {
-        let b = A.replace("lr: 0.1", "lr: 0.2").replace("    devices: [Cuda(0)],\n", "");
+        let b = A
+            .replace("lr: 0.1", "lr: 0.2")
+            .replace("    devices: [Cuda(0)],\n", "");
         let rows = diff_profiles(&[Ok(A.to_string()), Ok(b), Err("missing".into())]);
         let differs: Vec<&str> = rows
             .iter()

@@ -261,9 +261,7 @@ impl Column {
             Column::Epochs => c.epochs.or(s.epochs).map_or_else(dash, |e| e.to_string()),
             Column::Data => c.data.clone().unwrap_or_else(dash),
             Column::Eta => eta(r).map_or_else(dash, format::duration),
-            Column::Age => s
-                .last_update()
-                .map_or_else(dash, |t| format::age(now, t)),
+            Column::Age => s.last_update().map_or_else(dash, |t| format::age(now, t)),
         }
     }
 

@@ -23,8 +23,8 @@ impl ScalesProfileView for ScalesProfileFile {
     /// branches), so a profile that a run would reject is never drawn as if valid.
     fn load_for_view(path: &Path) -> Result<Self, String> {
         let p = Self::load(path).map_err(|e| e.to_string())?;
-        let v = crate::model::variant(&p.variant)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let v =
+            crate::model::variant(&p.variant).map_err(|e| format!("{}: {e}", path.display()))?;
         p.check(&v)
             .map_err(|e| format!("{}: not a valid {} profile: {e}", path.display(), p.variant))?;
         Ok(p)

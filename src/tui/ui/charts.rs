@@ -13,9 +13,9 @@ use super::super::app::{App, XAxis};
 use super::super::format::{self, AxisStyle};
 use super::super::runs_table::elide_middle;
 use super::super::series::{Metric, StepPoint, decimate, decimate_indexed, eval_x};
-use crate::rundir::events::Eval;
 use super::super::store::{RunEntry, Store};
 use super::{RUN_COLORS, panel, placeholder, status_label, status_style};
+use crate::rundir::events::Eval;
 
 /// One line on a chart.
 struct Plot {
@@ -85,10 +85,10 @@ pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
     };
     let mut set = vec![Span::styled(
         format!(
-            " x: {} (x) · window {window} · smoothing {} · log y {} ",
+            " x: {} · {window} · {} · log y {} ",
             xaxis.label(),
             if weight == 0.0 {
-                "off".to_string()
+                "raw".to_string()
             } else {
                 format!("EMA {weight}")
             },
@@ -98,11 +98,11 @@ pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
     )];
     match cursor_x {
         Some(cx) => set.push(Span::styled(
-            format!("· cursor at {} {} ", xaxis.label(), x_text(cx, xaxis)),
+            format!("· cursor {} {} ", xaxis.label(), x_text(cx, xaxis)),
             Style::default().add_modifier(Modifier::BOLD),
         )),
         None => set.push(Span::styled(
-            "· legends: latest values (←→ reads any point) ",
+            "· latest values (←→ cursor) ",
             Style::default().fg(Color::DarkGray),
         )),
     }
@@ -219,7 +219,11 @@ fn render_header(app: &App, runs: &[&RunEntry], compare: bool, f: &mut Frame, ar
                 let s = &r.summary;
                 let color = RUN_COLORS[i % RUN_COLORS.len()];
                 let mut text = format!(" {}━━ ", i + 1);
-                let id_room = if full { cell_w.saturating_sub(40) } else { cell_w.saturating_sub(7) };
+                let id_room = if full {
+                    cell_w.saturating_sub(40)
+                } else {
+                    cell_w.saturating_sub(7)
+                };
                 text.push_str(&elide_middle(&s.id, id_room.max(8)));
                 let mut used = text.chars().count();
                 spans.push(Span::styled(text, Style::default().fg(color)));
@@ -369,37 +373,82 @@ fn chart_panel(app: &mut App, runs: &[&RunEntry], f: &mut Frame, area: Rect, whi
         };
         match which {
             Panel::Loss => {
-                step_plots(app, run, Metric::Loss, color, c, buckets, &tf, &named("train"), &mut plots);
+                let label = if c.compare { named("") } else { "train".into() };
+                step_plots(
+                    app,
+                    run,
+                    Metric::Loss,
+                    color,
+                    c,
+                    buckets,
+                    &tf,
+                    &label,
+                    &mut plots,
+                );
                 let style = if c.compare {
                     Style::default().fg(color).add_modifier(Modifier::BOLD)
                 } else {
                     Style::default().fg(Color::Cyan)
                 };
-                eval_plot(run, |e| e.loss, named("val"), style, c, buckets, &tf, &mut plots);
+                // Compared runs: the val loss is the bold line of the run's colour, the legend
+                // names the train loss (one entry per run keeps it on screen at 80 columns).
+                let name = if c.compare {
+                    None
+                } else {
+                    Some("val".to_string())
+                };
+                eval_plot(run, |e| e.loss, name, style, c, buckets, &tf, &mut plots);
             }
             Panel::Accuracy => {
                 if c.compare {
-                    eval_plot(run, |e| e.top1, named(""), Style::default().fg(color), c, buckets, &tf, &mut plots);
+                    eval_plot(
+                        run,
+                        |e| e.top1,
+                        Some(named("")),
+                        Style::default().fg(color),
+                        c,
+                        buckets,
+                        &tf,
+                        &mut plots,
+                    );
                 } else {
                     eval_plot(
                         run,
                         |e| e.train_top1.unwrap_or(f64::NAN),
-                        "train top-1".into(),
+                        Some("train top-1".into()),
                         Style::default().fg(Color::Gray),
                         c,
                         buckets,
                         &tf,
                         &mut plots,
                     );
-                    eval_plot(run, |e| e.top5, "val top-5".into(), Style::default().fg(Color::Cyan), c, buckets, &tf, &mut plots);
-                    eval_plot(run, |e| e.top1, "val top-1".into(), Style::default().fg(Color::Green), c, buckets, &tf, &mut plots);
+                    eval_plot(
+                        run,
+                        |e| e.top5,
+                        Some("val top-5".into()),
+                        Style::default().fg(Color::Cyan),
+                        c,
+                        buckets,
+                        &tf,
+                        &mut plots,
+                    );
+                    eval_plot(
+                        run,
+                        |e| e.top1,
+                        Some("val top-1".into()),
+                        Style::default().fg(Color::Green),
+                        c,
+                        buckets,
+                        &tf,
+                        &mut plots,
+                    );
                 }
             }
             Panel::Lr => {
                 let points = raw_points(app, run, Metric::Lr, c, buckets, &tf);
                 let (value, at) = step_value(run, c, |i| run.series.steps[i].get(Metric::Lr));
                 plots.push(Plot {
-                    name: Some(named("lr")),
+                    name: Some(if c.compare { named("") } else { "lr".into() }),
                     points,
                     style: Style::default().fg(color),
                     graph: GraphType::Line,
@@ -408,7 +457,18 @@ fn chart_panel(app: &mut App, runs: &[&RunEntry], f: &mut Frame, area: Rect, whi
                 });
             }
             Panel::Throughput => {
-                step_plots(app, run, Metric::ImagesPerS, color, c, buckets, &tf, &named("train"), &mut plots);
+                let label = if c.compare { named("") } else { "train".into() };
+                step_plots(
+                    app,
+                    run,
+                    Metric::ImagesPerS,
+                    color,
+                    c,
+                    buckets,
+                    &tf,
+                    &label,
+                    &mut plots,
+                );
             }
         }
     }
@@ -465,16 +525,17 @@ fn chart_panel(app: &mut App, runs: &[&RunEntry], f: &mut Frame, area: Rect, whi
                 (Some(_), Some(x)) => format!(" @{}", x_text(x, c.xaxis)),
                 _ => String::new(),
             };
-            Some((format!("━ {name} {v}{at}"), p.style.remove_modifier(Modifier::BOLD)))
+            Some((
+                format!("━ {name} {v}{at}"),
+                p.style.remove_modifier(Modifier::BOLD),
+            ))
         })
         .collect();
     let max_legend = (inner.height / 3).max(1) as usize;
     let legend = legend_lines(&entries, inner.width as usize, max_legend);
-    let [legend_area, plot_area] = Layout::vertical([
-        Constraint::Length(legend.len() as u16),
-        Constraint::Min(0),
-    ])
-    .areas(inner);
+    let [legend_area, plot_area] =
+        Layout::vertical([Constraint::Length(legend.len() as u16), Constraint::Min(0)])
+            .areas(inner);
     f.render_widget(Paragraph::new(legend), legend_area);
     if plot_area.height < 2 {
         return;
@@ -496,10 +557,7 @@ fn chart_panel(app: &mut App, runs: &[&RunEntry], f: &mut Frame, area: Rect, whi
         .into_iter()
         .map(|l| Span::styled(l, label_style))
         .collect();
-    let cursor_line: Vec<(f64, f64)> = c
-        .cursor
-        .map(|x| vec![(x, y0), (x, y1)])
-        .unwrap_or_default();
+    let cursor_line: Vec<(f64, f64)> = c.cursor.map(|x| vec![(x, y0), (x, y1)]).unwrap_or_default();
     let mut datasets: Vec<Dataset> = plots
         .iter()
         .map(|p| {
@@ -543,7 +601,10 @@ fn legend_lines(entries: &[(String, Style)], width: usize, max_lines: usize) -> 
         } else {
             text.clone()
         };
-        lines.last_mut().unwrap().push(Span::styled(format!("{text}  "), *style));
+        lines
+            .last_mut()
+            .unwrap()
+            .push(Span::styled(format!("{text}  "), *style));
         used += w;
         shown += 1;
     }
@@ -555,7 +616,11 @@ fn legend_lines(entries: &[(String, Style)], width: usize, max_lines: usize) -> 
             Style::default().fg(Color::DarkGray),
         ));
     }
-    lines.into_iter().filter(|l| !l.is_empty()).map(Line::from).collect()
+    lines
+        .into_iter()
+        .filter(|l| !l.is_empty())
+        .map(Line::from)
+        .collect()
 }
 
 /// The index of the step nearest to `x` (steps are in x order).
@@ -567,13 +632,11 @@ fn nearest_step(run: &RunEntry, c: Ctx, x: f64) -> Option<usize> {
     let t0 = t0(run);
     let i = s.partition_point(|p| step_x(p, c.xaxis, t0) < x);
     let cands = [i.saturating_sub(1), i.min(s.len() - 1)];
-    cands
-        .into_iter()
-        .min_by(|&a, &b| {
-            let da = (step_x(&s[a], c.xaxis, t0) - x).abs();
-            let db = (step_x(&s[b], c.xaxis, t0) - x).abs();
-            da.partial_cmp(&db).unwrap_or(std::cmp::Ordering::Equal)
-        })
+    cands.into_iter().min_by(|&a, &b| {
+        let da = (step_x(&s[a], c.xaxis, t0) - x).abs();
+        let db = (step_x(&s[b], c.xaxis, t0) - x).abs();
+        da.partial_cmp(&db).unwrap_or(std::cmp::Ordering::Equal)
+    })
 }
 
 /// A step series' value for the legend: at the cursor (exact, the nearest step), else the last
@@ -696,7 +759,7 @@ fn raw_points(
 fn eval_plot(
     run: &RunEntry,
     value: impl Fn(&Eval) -> f64,
-    name: String,
+    name: Option<String>,
     style: Style,
     c: Ctx,
     buckets: usize,
@@ -727,7 +790,7 @@ fn eval_plot(
         None => (0..e.len()).rev().find(|&i| value(&e[i].1).is_finite()),
     };
     plots.push(Plot {
-        name: Some(name),
+        name,
         points,
         style,
         graph,
@@ -735,4 +798,3 @@ fn eval_plot(
         at: pick.map(xs),
     });
 }
-

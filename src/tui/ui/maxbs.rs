@@ -22,7 +22,7 @@ pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
     let [list_area, preview_area] =
         Layout::vertical([Constraint::Percentage(55), Constraint::Min(0)]).areas(left);
     let profiles: Vec<_> = store.run_profiles().collect();
-    let block = panel(" Profiles (p: probe) ");
+    let block = panel(" Profiles (n: new probe) ");
     let inner = block.inner(list_area);
     f.render_widget(block, list_area);
     if profiles.is_empty() {

@@ -137,11 +137,19 @@ fn render_status(app: &App, store: &Store, f: &mut Frame, area: Rect) {
     let line = if app.filter_editing || (!app.filter.is_empty() && app.view == View::Runs) {
         let shown = app.visible_runs(store).len();
         let mut spans = vec![
-            Span::styled(" /", Style::default().fg(Color::Cyan).add_modifier(Modifier::BOLD)),
+            Span::styled(
+                " /",
+                Style::default()
+                    .fg(Color::Cyan)
+                    .add_modifier(Modifier::BOLD),
+            ),
             Span::raw(app.filter.clone()),
         ];
         if app.filter_editing {
-            spans.push(Span::styled("▏", Style::default().add_modifier(Modifier::SLOW_BLINK)));
+            spans.push(Span::styled(
+                "▏",
+                Style::default().add_modifier(Modifier::SLOW_BLINK),
+            ));
         }
         spans.push(Span::styled(
             format!(

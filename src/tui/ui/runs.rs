@@ -12,9 +12,9 @@ use crate::rundir::{RunStatus, STDOUT_LOG};
 
 use super::super::app::App;
 use super::super::format;
+use super::super::runs_table::kind_label;
 use super::super::runs_table::{Column, elide_middle};
 use super::super::store::{RunEntry, Store};
-use super::super::runs_table::kind_label;
 use super::{panel, placeholder, status_label, status_style};
 
 pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
@@ -126,7 +126,9 @@ fn render_list(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
             let mark = if app.marked.contains(&s.id) { "*" } else { " " };
             let mut cells = vec![Cell::from(Span::styled(
                 mark,
-                Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+                Style::default()
+                    .fg(Color::Yellow)
+                    .add_modifier(Modifier::BOLD),
             ))];
             for c in &cols {
                 let text = c.cell(r, app.now);
@@ -141,10 +143,11 @@ fn render_list(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
             Row::new(cells)
         })
         .collect();
-    let selected = app
-        .selected
-        .as_ref()
-        .and_then(|id| visible.iter().position(|&i| &store.runs[i].summary.id == id));
+    let selected = app.selected.as_ref().and_then(|id| {
+        visible
+            .iter()
+            .position(|&i| &store.runs[i].summary.id == id)
+    });
     let mut state = TableState::default().with_selected(selected);
     // Keep the selection visible the way Table would, and remember the offset for the mouse.
     let body_h = inner.height.saturating_sub(1) as usize;
@@ -246,7 +249,10 @@ fn render_details(app: &App, run: Option<&RunEntry>, f: &mut Frame, area: Rect) 
             cfg.push(format!("data {d}"));
         }
         lines.push(Line::styled(
-            format!("profile: {}  (p shows it, d diffs marked runs)", cfg.join(" · ")),
+            format!(
+                "profile: {}  (p shows it, d diffs marked runs)",
+                cfg.join(" · ")
+            ),
             dim,
         ));
     }
