@@ -178,7 +178,7 @@ impl Column {
             Column::Kind => 8,
             Column::Variant => 5,
             Column::Epoch => 7,
-            Column::Top1 => 10,
+            Column::Top1 => 11,
             Column::ValLoss => 8,
             Column::TrainLoss => 10,
             Column::ImagesPerS => 6,

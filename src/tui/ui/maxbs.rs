@@ -39,7 +39,10 @@ pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
             .collect();
         let mut state = ListState::default().with_selected(Some(sel));
         f.render_stateful_widget(
-            List::new(items).highlight_style(Style::default().add_modifier(Modifier::REVERSED)),
+            List::new(items)
+                .highlight_symbol("▶ ")
+                .highlight_spacing(ratatui::widgets::HighlightSpacing::Always)
+                .highlight_style(Style::default().add_modifier(Modifier::REVERSED)),
             inner,
             &mut state,
         );

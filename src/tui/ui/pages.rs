@@ -168,6 +168,7 @@ fn render_log(f: &mut Frame, area: Rect, dir: &std::path::Path, back: usize) {
         match lines {
             Ok(lines) => {
                 let h = body.height as usize;
+                let back = back.min(lines.len().saturating_sub(h));
                 let end = lines.len().saturating_sub(back);
                 let start = end.saturating_sub(h);
                 f.render_widget(

@@ -380,6 +380,7 @@ fn render_table(e: &ScalesEvent, sel: usize, f: &mut Frame, area: Rect) {
                     .add_modifier(Modifier::BOLD),
             ),
         )
+        .highlight_symbol("▶ ")
         .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
     f.render_stateful_widget(table, inner, &mut state);
 }
