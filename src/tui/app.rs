@@ -258,6 +258,9 @@ pub struct AppConfig {
     pub launcher: Option<Launcher>,
 }
 
+/// Puts text on the terminal's clipboard.
+pub type Clipboard = Box<dyn FnMut(&str) -> std::io::Result<()>>;
+
 /// The dashboard.
 pub struct App {
     pub store: Arc<Mutex<Store>>,
@@ -302,7 +305,7 @@ pub struct App {
     /// Views visited before the current one (Esc/Backspace goes back).
     pub history: Vec<View>,
     /// Writes text to the terminal's clipboard (OSC 52); None in tests.
-    pub clipboard: Option<Box<dyn FnMut(&str) -> std::io::Result<()>>>,
+    pub clipboard: Option<Clipboard>,
 }
 
 impl App {
@@ -911,10 +914,8 @@ impl App {
             }
             Action::SortNext => self.cycle_sort(true),
             Action::SortPrev => self.cycle_sort(false),
-            Action::SortInvert => {
-                if self.sort.column.is_some() {
-                    self.sort.descending = !self.sort.descending;
-                }
+            Action::SortInvert if self.sort.column.is_some() => {
+                self.sort.descending = !self.sort.descending;
             }
             Action::Columns => {
                 self.popup = Some(Popup::Picker {

@@ -212,6 +212,15 @@ fn civil(t: f64) -> (i64, u32, u32, u32, u32, u32) {
     )
 }
 
+/// `1 run`, `2 runs`, `0 runs`.
+pub fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,14 +276,5 @@ mod tests {
         assert_eq!(utc_compact(1_795_860_900.0), "20261128-101500");
         assert_eq!(utc_datetime(0.0), "1970-01-01 00:00:00");
         assert_eq!(utc_datetime(951_782_400.0), "2000-02-29 00:00:00");
-    }
-}
-
-/// `1 run`, `2 runs`, `0 runs`.
-pub fn plural(n: u64, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
     }
 }

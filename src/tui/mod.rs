@@ -139,25 +139,6 @@ pub fn base64(data: &[u8]) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    /// RFC 4648 section 10 test vectors.
-    #[test]
-    fn base64_rfc4648_vectors() {
-        for (plain, enc) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(super::base64(plain.as_bytes()), enc);
-        }
-    }
-}
-
 /// Starts the collector thread; the returned sender wakes it for an immediate poll.
 pub fn spawn_collector(
     opts: &DashboardOptions,
@@ -238,6 +219,25 @@ where
             },
             _ = clock.tick() => app.handle(AppEvent::Clock),
             _ = tokio::time::sleep_until(next_frame), if frame_due => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// RFC 4648 section 10 test vectors.
+    #[test]
+    fn base64_rfc4648_vectors() {
+        for (plain, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(plain.as_bytes()), enc);
         }
     }
 }
