@@ -210,7 +210,12 @@ fn render_run_samples(store: &Store, f: &mut Frame, area: Rect) {
     let mut rows = Vec::new();
     // Columns before the history, with their widths.
     let fixed: u16 = 16 + 24 + 21 + 5 + 5 + 6 + 8 + 7;
-    let hist_w = inner.width.saturating_sub(fixed + 2).clamp(0, 60) as usize;
+    // Nine columns, eight spaces between them.
+    let hist_w = inner.width.saturating_sub(fixed + 8).clamp(0, 61) as usize;
+    let run_w = inner
+        .width
+        .saturating_sub(fixed - 16 + 8 + hist_w as u16)
+        .max(16) as usize;
     for r in &store.runs {
         let Some((t, g)) = r.series.gpu.back() else {
             continue;
@@ -231,8 +236,8 @@ fn render_run_samples(store: &Store, f: &mut Frame, area: Rect) {
             });
             let half = hist_w / 2;
             rows.push(Row::new(vec![
-                r.summary.id.clone(),
-                format!("{} {}", d.index, d.name),
+                super::super::runs_table::elide_middle(&r.summary.id, run_w),
+                super::super::runs_table::elide_middle(&format!("{} {}", d.index, d.name), 24),
                 format!(
                     "{} / {}",
                     format::bytes(d.memory_used_bytes),
@@ -266,7 +271,7 @@ fn render_run_samples(store: &Store, f: &mut Frame, area: Rect) {
             Constraint::Length(6),
             Constraint::Length(8),
             Constraint::Length(7),
-            Constraint::Length(hist_w as u16 + 1),
+            Constraint::Length(hist_w as u16),
         ],
     )
     .header(
