@@ -1071,3 +1071,28 @@ fn an_inconsistent_scales_profile_is_shown_as_an_error() {
     let s = text(&mut app, 120, 30);
     assert!(s.contains("not a valid B1 profile"), "{s}");
 }
+
+/// Nine marked runs at 80x24: the header names all nine, the legends list all nine.
+#[test]
+fn nine_marked_runs_are_all_named_at_80_columns() {
+    let fx = fixture();
+    let mut ids = vec![
+        TARGET_ID.to_string(),
+        REPVGG_ID.into(),
+        ABLATION_ID.into(),
+        HS_ID.into(),
+    ];
+    for k in 0..5 {
+        let id = format!("b1-target-20261120-08000{k}");
+        copy_tree(&fx.runs.join(TARGET_ID), &fx.runs.join(&id));
+        ids.push(id);
+    }
+    let mut app = app_for(&fx);
+    app.marked = ids;
+    app.act(Action::ViewCharts);
+    let s = text(&mut app, 80, 24);
+    for n in 1..=9 {
+        assert!(s.contains(&format!("{n}━━")), "run {n} not in the header:\n{s}");
+        assert!(s.contains(&format!("━ {n} ")), "run {n} not in a legend:\n{s}");
+    }
+}
