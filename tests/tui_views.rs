@@ -1092,7 +1092,13 @@ fn nine_marked_runs_are_all_named_at_80_columns() {
     app.act(Action::ViewCharts);
     let s = text(&mut app, 80, 24);
     for n in 1..=9 {
-        assert!(s.contains(&format!("{n}━━")), "run {n} not in the header:\n{s}");
-        assert!(s.contains(&format!("━ {n} ")), "run {n} not in a legend:\n{s}");
+        assert!(
+            s.contains(&format!("{n}━━")),
+            "run {n} not in the header:\n{s}"
+        );
+        assert!(
+            s.contains(&format!("━ {n} ")),
+            "run {n} not in a legend:\n{s}"
+        );
     }
 }
