@@ -1102,3 +1102,33 @@ fn nine_marked_runs_are_all_named_at_80_columns() {
         );
     }
 }
+
+/// A live probe shows how far it got (models measured, its last trial) instead of an epoch
+/// gauge, in the runs view and in the MaxBS view.
+#[test]
+fn a_live_probe_shows_its_trial_progress() {
+    let fx = fixture();
+    let _lock = RunLock::acquire(&fx.runs.join(PROBE_ID)).unwrap();
+    std::fs::write(
+        fx.runs.join(PROBE_ID).join("stdout.log"),
+        "probe: B1 at 224x224\n  target  batch   512: does not fit (out of memory)\n",
+    )
+    .unwrap();
+    let mut app = app_for(&fx);
+    select(&mut app, PROBE_ID);
+    let s = text(&mut app, 120, 30);
+    assert!(
+        s.contains("3 models measured · last trial: target  batch   512: does not fit"),
+        "{s}"
+    );
+    assert!(
+        !s.contains("epoch 0/0") && !s.contains("batch 0/device"),
+        "{s}"
+    );
+    app.act(Action::ViewMaxBs);
+    let s = text(&mut app, 160, 30);
+    assert!(
+        s.contains("● running · 3 models measured · target  batch   512"),
+        "{s}"
+    );
+}

@@ -67,6 +67,8 @@ fn render_results(store: &Store, f: &mut Frame, area: Rect) {
     let inner = block.inner(area);
     f.render_widget(block, area);
     let mut rows: Vec<Row> = Vec::new();
+    // Probes in progress (or without results): one line each above the table.
+    let mut live: Vec<Line> = Vec::new();
     // (variant, resolution, device) → model → newest result.
     let mut groups: BTreeMap<(String, usize, String), BTreeMap<String, ProbeResult>> =
         BTreeMap::new();
@@ -81,13 +83,13 @@ fn render_results(store: &Store, f: &mut Frame, area: Rect) {
                 .and_then(|l| l.into_iter().rev().find(|l| !l.trim().is_empty()))
                 .map(|l| l.trim().to_string())
                 .unwrap_or_default();
-            rows.push(Row::new(vec![
-                Span::raw(s.id.clone()),
+            live.push(Line::from(vec![
+                Span::raw(format!("{} ", s.id)),
                 Span::styled(status_label(s.status), status_style(s.status)),
                 Span::raw(format!(
-                    "{} measured{}",
+                    " · {} measured{}",
                     format::plural(r.series.probes.len() as u64, "model"),
-                    if last.is_empty() {
+                    if last.is_empty() || !probing {
                         String::new()
                     } else {
                         format!(" · {last}")
@@ -119,6 +121,12 @@ fn render_results(store: &Store, f: &mut Frame, area: Rect) {
             ]));
         }
     }
+    let [live_area, inner] = Layout::vertical([
+        Constraint::Length((live.len() as u16).min(inner.height / 3)),
+        Constraint::Min(0),
+    ])
+    .areas(inner);
+    f.render_widget(Paragraph::new(live), live_area);
     if rows.is_empty() {
         placeholder(
             f,
