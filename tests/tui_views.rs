@@ -794,6 +794,7 @@ fn snapshot_runs_filtered_and_sorted() {
     for c in "b1".chars() {
         app.handle(key(c));
     }
+    both_sizes("runs_filter_typing", &mut app);
     press(&mut app, KeyCode::Enter);
     assert!(!app.filter_editing);
     // Sort by best top-1 (sixth column), descending.
@@ -962,6 +963,7 @@ fn archive_and_delete_ask_first_and_refuse_live_runs() {
     select(&mut app, REPVGG_ID);
     app.act(Action::Delete);
     assert!(matches!(app.popup, Some(Popup::Confirm { .. })));
+    both_sizes("delete_confirm", &mut app);
     app.act(Action::Cancel);
     assert!(fx.runs.join(REPVGG_ID).exists());
     app.act(Action::Delete);

@@ -828,7 +828,7 @@ impl App {
     }
 
     fn ask_remove(&mut self, delete: bool) {
-        let Some((id, path, status, _)) = self.selected_dir() else {
+        let Some((id, _, status, _)) = self.selected_dir() else {
             return;
         };
         if status.is_live() {
@@ -839,7 +839,7 @@ impl App {
                 "Delete run?",
                 vec![
                     format!("{id}  ({status})"),
-                    format!("Removes {} and everything in it:", path.display()),
+                    "Removes the run's directory and everything in it:".into(),
                     "events, checkpoints, logs. This cannot be undone.".into(),
                 ],
                 Pending::Delete { run_id: id },
