@@ -13,8 +13,10 @@ use ratatui::backend::TestBackend;
 use ratatui::style::Color;
 use repopt_tui::gpu::{GpuDevice, GpuProcess, GpuStatus, NoGpuReason};
 use repopt_tui::rundir::{RunLock, RunStatus};
-use repopt_tui::tui::app::Popup;
+use repopt_tui::tui::app::{Popup, XAxis};
 use repopt_tui::tui::keymap::Action;
+use repopt_tui::tui::pages::Page;
+use repopt_tui::tui::runs_table::Column;
 use repopt_tui::tui::store::lock;
 use repopt_tui::tui::{App, AppConfig, AppEvent, Collector, GpuSource, Store, View, run_app, ui};
 
@@ -204,7 +206,7 @@ fn snapshot_scales_profile() {
     let fx = fixture();
     let mut app = app_for(&fx);
     app.act(Action::ViewScales);
-    app.act(Action::Open); // p: pick a scales profile
+    app.act(Action::Profile); // p: pick a scales profile
     assert!(matches!(app.popup, Some(Popup::Picker { .. })));
     insta::assert_snapshot!("scales_profile_picker", text(&mut app, 100, 30));
     app.act(Action::Confirm);
@@ -358,9 +360,33 @@ fn every_view_and_popup_renders_at_tiny_sizes() {
         Box::new(|a| a.act(Action::Help)),
         Box::new(|a| a.act(Action::Stop)),
         Box::new(|a| a.act(Action::Checkpoints)),
+        Box::new(|a| a.act(Action::Columns)),
+        Box::new(|a| a.act(Action::Delete)),
+        Box::new(|a| {
+            a.page = Some(Page::Log {
+                run_id: REPVGG_ID.into(),
+                back: 0,
+            })
+        }),
+        Box::new(|a| {
+            a.page = Some(Page::Profile {
+                run_id: TARGET_ID.into(),
+                scroll: 0,
+            })
+        }),
+        Box::new(|a| {
+            a.page = Some(Page::Diff {
+                run_ids: vec![TARGET_ID.into(), REPVGG_ID.into(), PROBE_ID.into()],
+                scroll: 0,
+            })
+        }),
+        Box::new(|a| {
+            a.filter = "b1".into();
+            a.filter_editing = true;
+        }),
         Box::new(|a| {
             a.act(Action::ViewScales);
-            a.act(Action::Open);
+            a.act(Action::Profile);
         }),
     ];
     for view in View::ALL {
@@ -368,10 +394,13 @@ fn every_view_and_popup_renders_at_tiny_sizes() {
             for sel in [HS_ID, TARGET_ID, REPVGG_ID, PROBE_ID] {
                 for &(w, h) in &sizes {
                     app.popup = None;
+                    app.page = None;
+                    app.filter.clear();
+                    app.filter_editing = false;
                     app.view = View::Runs;
                     select(&mut app, sel);
                     state(&mut app);
-                    if app.popup.is_none() || si == 0 {
+                    if (app.popup.is_none() && app.page.is_none()) || si == 0 {
                         app.view = view;
                     }
                     draw(&mut app, w, h);
@@ -443,25 +472,114 @@ fn key(c: char) -> AppEvent {
     )))
 }
 
-/// The real event loop on `TestBackend`: keys in, frames out, quit.
+/// A `TestBackend` the test can watch while the event loop owns the terminal: the screen of
+/// the last flush and the number of frames drawn.
+#[derive(Clone)]
+struct Watched(Arc<Mutex<(TestBackend, usize, String)>>);
+
+impl Watched {
+    fn new(w: u16, h: u16) -> Self {
+        Watched(Arc::new(Mutex::new((
+            TestBackend::new(w, h),
+            0,
+            String::new(),
+        ))))
+    }
+    fn frames(&self) -> usize {
+        self.0.lock().unwrap().1
+    }
+    fn screen(&self) -> String {
+        self.0.lock().unwrap().2.clone()
+    }
+}
+
+impl ratatui::backend::Backend for Watched {
+    type Error = std::convert::Infallible;
+    fn draw<'a, I>(&mut self, content: I) -> Result<(), Self::Error>
+    where
+        I: Iterator<Item = (u16, u16, &'a ratatui::buffer::Cell)>,
+    {
+        self.0.lock().unwrap().0.draw(content)
+    }
+    fn hide_cursor(&mut self) -> Result<(), Self::Error> {
+        self.0.lock().unwrap().0.hide_cursor()
+    }
+    fn show_cursor(&mut self) -> Result<(), Self::Error> {
+        self.0.lock().unwrap().0.show_cursor()
+    }
+    fn get_cursor_position(&mut self) -> Result<ratatui::layout::Position, Self::Error> {
+        self.0.lock().unwrap().0.get_cursor_position()
+    }
+    fn set_cursor_position<P: Into<ratatui::layout::Position>>(
+        &mut self,
+        p: P,
+    ) -> Result<(), Self::Error> {
+        self.0.lock().unwrap().0.set_cursor_position(p)
+    }
+    fn clear(&mut self) -> Result<(), Self::Error> {
+        self.0.lock().unwrap().0.clear()
+    }
+    fn clear_region(&mut self, t: ratatui::backend::ClearType) -> Result<(), Self::Error> {
+        self.0.lock().unwrap().0.clear_region(t)
+    }
+    fn size(&self) -> Result<ratatui::layout::Size, Self::Error> {
+        self.0.lock().unwrap().0.size()
+    }
+    fn window_size(&mut self) -> Result<ratatui::backend::WindowSize, Self::Error> {
+        self.0.lock().unwrap().0.window_size()
+    }
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        let mut g = self.0.lock().unwrap();
+        g.1 += 1;
+        let buf = g.0.buffer().clone();
+        let mut out = String::new();
+        for y in 0..buf.area.height {
+            for x in 0..buf.area.width {
+                out.push_str(buf[(x, y)].symbol());
+            }
+            out.push('\n');
+        }
+        g.2 = out;
+        Ok(())
+    }
+}
+
+/// Waits (bounded) until `cond` holds, polling the tokio clock.
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// The real event loop on a test backend: keys in, frames out, quit once the last state is on
+/// the screen.
 #[test]
 fn event_loop_runs_on_test_backend() {
     let fx = fixture();
     let mut app = app_for(&fx);
-    let mut term = Terminal::new(TestBackend::new(100, 30)).unwrap();
+    let backend = Watched::new(100, 30);
+    let watch = backend.clone();
+    let mut term = Terminal::new(backend).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    for ev in [key('2'), key('l'), AppEvent::Data, key('?')] {
+    for ev in [key('2'), key('L'), AppEvent::Data, key('?')] {
         tx.send(ev).unwrap();
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
-    // Let the loop draw the last state, then quit.
     let quitter = tx.clone();
     rt.block_on(async {
         tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            until("the help overlay", || {
+                watch.screen().contains("Help · keys")
+            })
+            .await;
             let _ = quitter.send(AppEvent::Input(TermEvent::Key(KeyEvent::new(
                 KeyCode::Char('c'),
                 KeyModifiers::CONTROL,
@@ -472,11 +590,10 @@ fn event_loop_runs_on_test_backend() {
     assert!(app.quit);
     assert_eq!(app.view, View::Charts);
     assert!(app.chart.log);
-    let s = screen(&term);
-    assert!(s.contains("Help"), "{s}");
 }
 
-/// No busy loop: with nothing live and no input, the loop draws once and then sleeps.
+/// No busy loop: with nothing live the one-second clock does not redraw; new data redraws once,
+/// and nothing else is drawn until quitting.
 #[test]
 fn event_loop_does_not_redraw_when_idle() {
     let tmp = tempfile::tempdir().unwrap();
@@ -490,22 +607,38 @@ fn event_loop_does_not_redraw_when_idle() {
             launcher: None,
         },
     );
-    let mut term = Terminal::new(TestBackend::new(100, 30)).unwrap();
+    let backend = Watched::new(100, 30);
+    let watch = backend.clone();
+    let mut term = Terminal::new(backend).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
-    let frames = rt.block_on(async {
-        let quitter = tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-            let _ = quitter.send(AppEvent::Quit);
+    // The clock on an idle dashboard marks nothing to redraw.
+    app.dirty = false;
+    for _ in 0..5 {
+        app.handle(AppEvent::Clock);
+    }
+    assert!(!app.dirty, "the clock asked to redraw an idle dashboard");
+    app.dirty = true;
+    let frames_after_data = rt.block_on(async {
+        let feeder = tx.clone();
+        let w = watch.clone();
+        let task = tokio::spawn(async move {
+            until("the first frame", || w.frames() >= 1).await;
+            feeder.send(AppEvent::Clock).unwrap();
+            feeder.send(AppEvent::Data).unwrap();
+            until("the redraw after new data", || w.frames() >= 2).await;
+            let after_data = w.frames();
+            feeder.send(AppEvent::Quit).unwrap();
+            after_data
         });
         run_app(&mut term, &mut app, &mut rx).await.unwrap();
-        term.get_frame().count()
+        task.await.unwrap()
     });
-    assert!(frames <= 2, "{frames} frames drawn while idle");
+    assert_eq!(frames_after_data, 2);
+    assert_eq!(watch.frames(), 2, "frames drawn while idle");
 }
 
 #[test]
@@ -612,4 +745,394 @@ fn collector_follows_a_live_run() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(c.poll(&store));
     assert!(lock(&store).runs.is_empty());
+}
+
+/// Every new view state at the two sizes the issue names.
+fn both_sizes(name: &str, app: &mut App) {
+    for (w, h) in [(80, 24), (160, 45)] {
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), text(app, w, h));
+    }
+}
+
+fn visible_ids(app: &App) -> Vec<String> {
+    let st = lock(&app.store);
+    app.visible_runs(&st)
+        .iter()
+        .map(|&i| st.runs[i].summary.id.clone())
+        .collect()
+}
+
+fn press(app: &mut App, code: KeyCode) {
+    app.handle(AppEvent::Input(TermEvent::Key(KeyEvent::new(
+        code,
+        KeyModifiers::NONE,
+    ))));
+}
+
+#[test]
+fn snapshot_runs_table_columns_from_profiles() {
+    let fx = fixture();
+    let mut app = app_for(&fx);
+    both_sizes("runs_table", &mut app);
+    let s = text(&mut app, 160, 45);
+    // Configuration read from each run's frozen profile.ron: lr, total batch, weight decay.
+    let row = s.lines().find(|l| l.contains(ABLATION_ID)).unwrap();
+    assert!(row.contains("0.05"), "{row}");
+    let row = s.lines().find(|l| l.contains(REPVGG_ID)).unwrap();
+    assert!(row.contains("1e-4") && row.contains(" 64 "), "{row}");
+    // The selected row carries a symbol (visible without colour, NO_COLOR).
+    let row = s.lines().find(|l| l.contains(HS_ID)).unwrap();
+    assert!(row.contains('▶'), "{row}");
+}
+
+#[test]
+fn snapshot_runs_filtered_and_sorted() {
+    let fx = fixture();
+    let mut app = app_for(&fx);
+    app.act(Action::Filter);
+    assert!(app.filter_editing);
+    for c in "b1".chars() {
+        app.handle(key(c));
+    }
+    both_sizes("runs_filter_typing", &mut app);
+    press(&mut app, KeyCode::Enter);
+    assert!(!app.filter_editing);
+    // Sort by best top-1 (sixth column), descending.
+    for _ in 0..6 {
+        app.act(Action::SortNext);
+    }
+    assert_eq!(app.sort.column, Some(Column::Top1));
+    assert_eq!(visible_ids(&app), vec![TARGET_ID, REPVGG_ID, PROBE_ID]);
+    both_sizes("runs_filter_sort", &mut app);
+    // Ascending: 9.80 first; runs without a value stay last either way.
+    app.act(Action::SortInvert);
+    assert_eq!(visible_ids(&app), vec![REPVGG_ID, TARGET_ID, PROBE_ID]);
+    // key=value terms match a column exactly.
+    app.filter = "lr=0.05".into();
+    assert_eq!(visible_ids(&app), vec![ABLATION_ID]);
+    // Esc clears the filter.
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(visible_ids(&app).len(), 5);
+}
+
+#[test]
+fn snapshot_columns_picker_toggles_columns() {
+    let fx = fixture();
+    let mut app = app_for(&fx);
+    app.act(Action::Columns);
+    both_sizes("columns_picker", &mut app);
+    // Show the data column (the 14th).
+    for _ in 0..13 {
+        app.act(Action::Down);
+    }
+    app.act(Action::Confirm);
+    assert!(app.columns.contains(&Column::Data));
+    app.act(Action::Cancel);
+    let s = text(&mut app, 200, 45);
+    assert!(
+        s.contains("ImageFolder/1000") && s.contains("Cifar100/100"),
+        "{s}"
+    );
+}
+
+#[test]
+fn snapshot_profile_and_diff_pages() {
+    let fx = fixture();
+    let mut app = app_for(&fx);
+    select(&mut app, TARGET_ID);
+    app.act(Action::Profile);
+    both_sizes("profile_page", &mut app);
+    app.act(Action::Back);
+    assert!(app.page.is_none());
+    // One mark: the diff asks for two.
+    app.act(Action::ToggleMark);
+    app.act(Action::Diff);
+    assert!(app.page.is_none());
+    assert!(app.message.as_ref().unwrap().text.contains("mark two"));
+    select(&mut app, REPVGG_ID);
+    app.act(Action::ToggleMark);
+    app.act(Action::Diff);
+    assert!(matches!(app.page, Some(Page::Diff { .. })));
+    both_sizes("diff_page", &mut app);
+    let s = text(&mut app, 160, 45);
+    for field in ["kind", "recipe.weight_decay", "recipe.epochs", "scales"] {
+        assert!(
+            s.lines().any(|l| l.contains(&format!("≠ {field} "))),
+            "{field} not marked as differing:\n{s}"
+        );
+    }
+    // Identical fields are listed too, unmarked.
+    assert!(s.lines().any(|l| l.contains("  recipe.lr ")), "{s}");
+}
+
+#[test]
+fn snapshot_log_page_tails_stdout_and_events() {
+    let fx = fixture();
+    let mut app = app_for(&fx);
+    select(&mut app, REPVGG_ID);
+    app.act(Action::Log);
+    both_sizes("log_page", &mut app);
+    let s = text(&mut app, 160, 45);
+    assert!(s.contains("Error: CUDA out of memory"), "{s}");
+    assert!(s.contains("failed     CUDA out of memory"), "{s}");
+    // Live: a line appended to stdout.log shows up on the next draw.
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(fx.runs.join(REPVGG_ID).join("stdout.log"))
+        .unwrap();
+    writeln!(f, "a new line from the run").unwrap();
+    let s = text(&mut app, 160, 45);
+    assert!(s.contains("a new line from the run"), "{s}");
+    // Esc goes back to the runs view.
+    press(&mut app, KeyCode::Esc);
+    assert!(app.page.is_none());
+    assert_eq!(app.view, View::Runs);
+}
+
+#[test]
+fn snapshot_charts_cursor_reads_exact_values_on_each_x_axis() {
+    let fx = fixture();
+    let mut app = app_for(&fx);
+    select(&mut app, TARGET_ID);
+    app.act(Action::ViewCharts);
+    // No smoothing: the legend's value is the raw step value.
+    for _ in 0..10 {
+        app.act(Action::SmoothLess);
+    }
+    app.act(Action::XAxis);
+    assert_eq!(app.chart.xaxis, XAxis::Step);
+    // The cursor at the window's start: the first step (global iteration 0).
+    app.act(Action::First);
+    let s = text(&mut app, 160, 45);
+    let first_loss = target_events()
+        .iter()
+        .find_map(|e| match &e.body {
+            repopt_tui::rundir::events::EventBody::Step(st) => Some(st.loss),
+            _ => None,
+        })
+        .unwrap();
+    let want = format!("━ train {} @0", repopt_tui::tui::format::num(first_loss));
+    assert!(s.contains(&want), "{want} not in\n{s}");
+    both_sizes("charts_cursor_step", &mut app);
+    // Wall time: labelled as durations.
+    app.act(Action::XAxis);
+    assert_eq!(app.chart.xaxis, XAxis::Wall);
+    let s = text(&mut app, 160, 45);
+    assert!(s.contains("x: wall time"), "{s}");
+    // Back to the runs view with Backspace.
+    press(&mut app, KeyCode::Backspace);
+    assert_eq!(app.view, View::Runs);
+}
+
+#[test]
+fn snapshot_charts_compare_many_runs_keeps_legend_at_80_columns() {
+    let fx = fixture();
+    let mut app = app_for(&fx);
+    app.marked = vec![
+        TARGET_ID.into(),
+        REPVGG_ID.into(),
+        ABLATION_ID.into(),
+        HS_ID.into(),
+    ];
+    app.act(Action::ViewCharts);
+    both_sizes("charts_compare_many", &mut app);
+    let s = text(&mut app, 80, 24);
+    // Every run is named in the header, and the legends are there.
+    for n in 1..=4 {
+        assert!(s.contains(&format!("{n}━━")), "run {n} missing:\n{s}");
+    }
+    assert!(s.contains("━ 1 ") && s.contains("━ 4 "), "{s}");
+}
+
+#[test]
+fn archive_and_delete_ask_first_and_refuse_live_runs() {
+    let fx = fixture();
+    let mut app = app_for(&fx);
+    // The live HS run is refused.
+    select(&mut app, HS_ID);
+    app.act(Action::Delete);
+    assert!(app.popup.is_none());
+    assert!(app.message.as_ref().unwrap().text.contains("running"));
+    select(&mut app, ABLATION_ID);
+    app.act(Action::Archive);
+    both_sizes("archive_confirm", &mut app);
+    app.act(Action::Confirm);
+    assert!(fx.runs.join(".archive").join(ABLATION_ID).is_dir());
+    assert!(!fx.runs.join(ABLATION_ID).exists());
+    select(&mut app, REPVGG_ID);
+    app.act(Action::Delete);
+    assert!(matches!(app.popup, Some(Popup::Confirm { .. })));
+    // (The archive message names the temporary directory: not in the snapshot.)
+    app.message = None;
+    both_sizes("delete_confirm", &mut app);
+    app.act(Action::Cancel);
+    assert!(fx.runs.join(REPVGG_ID).exists());
+    app.act(Action::Delete);
+    app.act(Action::Confirm);
+    assert!(!fx.runs.join(REPVGG_ID).exists());
+    // The collector forgets both, and does not list .archive as a run.
+    let mut c = Collector::new(&fx.runs, &fx.profiles, GpuSource::Off);
+    let store = Arc::new(Mutex::new(Store::new(&fx.runs, &fx.profiles)));
+    c.poll_until_loaded(&store);
+    let ids: Vec<String> = lock(&store)
+        .runs
+        .iter()
+        .map(|r| r.summary.id.clone())
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(
+        !ids.iter()
+            .any(|i| i.starts_with('.') || i == ABLATION_ID || i == REPVGG_ID)
+    );
+}
+
+#[test]
+fn copy_path_uses_the_clipboard_and_shows_the_path() {
+    let fx = fixture();
+    let mut app = app_for(&fx);
+    let copied = Arc::new(Mutex::new(String::new()));
+    let sink = copied.clone();
+    app.clipboard = Some(Box::new(move |t: &str| {
+        *sink.lock().unwrap() = t.to_string();
+        Ok(())
+    }));
+    select(&mut app, TARGET_ID);
+    app.act(Action::CopyPath);
+    let want = std::fs::canonicalize(fx.runs.join(TARGET_ID)).unwrap();
+    assert_eq!(*copied.lock().unwrap(), want.display().to_string());
+    let m = &app.message.as_ref().unwrap().text;
+    assert!(m.contains(&want.display().to_string()), "{m}");
+}
+
+#[test]
+fn probe_stop_dialog_promises_no_checkpoint_and_resume_is_refused() {
+    let fx = fixture();
+    let lock_ = RunLock::acquire(&fx.runs.join(PROBE_ID)).unwrap();
+    let mut app = app_for(&fx);
+    select(&mut app, PROBE_ID);
+    app.act(Action::Stop);
+    let Some(Popup::Confirm { title, lines, .. }) = &app.popup else {
+        panic!("no stop dialog: {:?}", app.message);
+    };
+    assert_eq!(title, "Stop probe?");
+    let text = lines.join(" ");
+    assert!(
+        text.contains("no checkpoint") && !text.contains("writes a checkpoint"),
+        "{text}"
+    );
+    app.act(Action::Cancel);
+    drop(lock_);
+    app.cfg.launcher = Some(repopt_tui::tui::control::Launcher::from_env(&fx.runs).unwrap());
+    app.act(Action::Resume);
+    let m = &app.message.as_ref().unwrap().text;
+    assert!(m.contains("cannot be resumed"), "{m}");
+}
+
+#[test]
+fn narrow_table_keeps_kind_and_tells_same_profile_runs_apart() {
+    let fx = fixture();
+    // Two runs of one profile, a second apart: the ids differ only at their end.
+    copy_tree(
+        &fx.runs.join(HS_ID),
+        &fx.runs.join("demo-hs-20261128-101501"),
+    );
+    let mut app = app_for(&fx);
+    let s = text(&mut app, 60, 20);
+    assert!(s.contains("101500") && s.contains("101501"), "{s}");
+    assert!(s.contains("kind"), "kind column dropped:\n{s}");
+    // Help stays on the hint bar at 60 and 80 columns.
+    for w in [60, 80] {
+        let s = text(&mut app, w, 20);
+        assert!(s.lines().last().unwrap().contains("? help"), "{s}");
+    }
+}
+
+#[test]
+fn every_fixture_profile_loads_with_the_strict_loader() {
+    for entry in std::fs::read_dir(fixture_profiles()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|x| x == "ron") {
+            repopt_tui::profile::RunProfile::load(&p).unwrap();
+        }
+    }
+    for id in [HS_ID, TARGET_ID, REPVGG_ID, ABLATION_ID] {
+        repopt_tui::profile::RunProfile::load(&fixture_runs().join(id).join("profile.ron"))
+            .unwrap();
+    }
+}
+
+#[test]
+fn an_inconsistent_scales_profile_is_shown_as_an_error() {
+    let fx = fixture();
+    // One block of 8 channels named as B1 (B1 has 28 blocks of 64 to 2048 channels).
+    let bad = "(variant: \"B1\", source: \"test\", blocks: [(name: \"stage0\", s: [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], t: [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], u: None)])";
+    std::fs::write(fx.profiles.join("scales").join("a-bad-b1.ron"), bad).unwrap();
+    let mut app = app_for(&fx);
+    app.act(Action::ViewScales);
+    app.act(Action::Profile);
+    app.act(Action::Confirm); // the first: a-bad-b1
+    let s = text(&mut app, 120, 30);
+    assert!(s.contains("not a valid B1 profile"), "{s}");
+}
+
+/// Nine marked runs at 80x24: the header names all nine, the legends list all nine.
+#[test]
+fn nine_marked_runs_are_all_named_at_80_columns() {
+    let fx = fixture();
+    let mut ids = vec![
+        TARGET_ID.to_string(),
+        REPVGG_ID.into(),
+        ABLATION_ID.into(),
+        HS_ID.into(),
+    ];
+    for k in 0..5 {
+        let id = format!("b1-target-20261120-08000{k}");
+        copy_tree(&fx.runs.join(TARGET_ID), &fx.runs.join(&id));
+        ids.push(id);
+    }
+    let mut app = app_for(&fx);
+    app.marked = ids;
+    app.act(Action::ViewCharts);
+    let s = text(&mut app, 80, 24);
+    for n in 1..=9 {
+        assert!(
+            s.contains(&format!("{n}━━")),
+            "run {n} not in the header:\n{s}"
+        );
+        assert!(
+            s.contains(&format!("━ {n} ")),
+            "run {n} not in a legend:\n{s}"
+        );
+    }
+}
+
+/// A live probe shows how far it got (models measured, its last trial) instead of an epoch
+/// gauge, in the runs view and in the MaxBS view.
+#[test]
+fn a_live_probe_shows_its_trial_progress() {
+    let fx = fixture();
+    let _lock = RunLock::acquire(&fx.runs.join(PROBE_ID)).unwrap();
+    std::fs::write(
+        fx.runs.join(PROBE_ID).join("stdout.log"),
+        "probe: B1 at 224x224\n  target  batch   512: does not fit (out of memory)\n",
+    )
+    .unwrap();
+    let mut app = app_for(&fx);
+    select(&mut app, PROBE_ID);
+    let s = text(&mut app, 120, 30);
+    assert!(
+        s.contains("3 models measured · last trial: target  batch   512: does not fit"),
+        "{s}"
+    );
+    assert!(
+        !s.contains("epoch 0/0") && !s.contains("batch 0/device"),
+        "{s}"
+    );
+    app.act(Action::ViewMaxBs);
+    let s = text(&mut app, 160, 30);
+    assert!(
+        s.contains("● running · 3 models measured · target  batch   512"),
+        "{s}"
+    );
 }

@@ -21,7 +21,7 @@ mod summary;
 mod writer;
 
 pub use lock::{LockError, LockTable, RunLock, live_owner};
-pub use reader::{EventReader, ReadBatch, SkippedLine, read_all};
+pub use reader::{EventReader, ReadBatch, SkippedLine, read_all, tail_lines};
 pub use stats::scale_stats;
 pub use summary::{
     RunStatus, RunSummary, list_runs, mtime as file_mtime, sort_newest_first, summarize_run,

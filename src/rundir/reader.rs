@@ -222,3 +222,54 @@ pub fn read_all(path: &Path) -> io::Result<(Vec<Event>, EventReader)> {
     let batch = reader.read_new()?;
     Ok((batch.events, reader))
 }
+
+/// The lines in the last `max_bytes` of a text file (a live tail: the line cut by the start of
+/// the window is left out; the last line may still be being written). Invalid UTF-8 is replaced.
+pub fn tail_lines(path: &Path, max_bytes: u64) -> io::Result<Vec<String>> {
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    let start = len.saturating_sub(max_bytes);
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::with_capacity((len - start) as usize);
+    f.take(len - start).read_to_end(&mut buf)?;
+    let mut text = &buf[..];
+    if start > 0 {
+        // The first line is cut: start after its end.
+        match text.iter().position(|&b| b == b'\n') {
+            Some(i) => text = &text[i + 1..],
+            None => return Ok(Vec::new()),
+        }
+    }
+    let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+    let n = lines.len();
+    Ok(lines
+        .into_iter()
+        .enumerate()
+        .filter(|(i, l)| !(l.is_empty() && *i + 1 == n))
+        .map(|(_, l)| {
+            String::from_utf8_lossy(l)
+                .trim_end_matches('\r')
+                .to_string()
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tail_tests {
+    use super::tail_lines;
+
+    #[test]
+    fn tail_drops_the_cut_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        std::fs::write(&p, "first line\nsecond\nthird\n").unwrap();
+        assert_eq!(
+            tail_lines(&p, 100).unwrap(),
+            vec!["first line", "second", "third"]
+        );
+        // The last 13 bytes are "econd\nthird\n": the cut "econd" goes.
+        assert_eq!(tail_lines(&p, 13).unwrap(), vec!["third"]);
+        std::fs::write(&p, "a\nb").unwrap();
+        assert_eq!(tail_lines(&p, 100).unwrap(), vec!["a", "b"]);
+    }
+}

@@ -14,6 +14,8 @@ use crate::rundir::{RunStatus, unix_now};
 use super::control::{self, Launcher, list_checkpoints};
 use super::format;
 use super::keymap::{self, Action, Context};
+use super::pages::Page;
+use super::runs_table::{self, Column, Sort};
 use super::scales::{ScalesProfileFile, ScalesProfileView};
 use super::series::{Ema, Metric, MinMaxIndex};
 use super::store::{Store, lock};
@@ -86,14 +88,29 @@ impl View {
 /// What a confirmed popup does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pending {
-    Stop { run_id: String, pid: u32 },
+    Stop {
+        run_id: String,
+        pid: u32,
+    },
+    /// Move the run directory into `<runs>/.archive/`.
+    Archive {
+        run_id: String,
+    },
+    /// Remove the run directory and everything in it.
+    Delete {
+        run_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PickerKind {
     StartRun,
     ScalesProfile,
-    Checkpoints { run_id: String },
+    Checkpoints {
+        run_id: String,
+    },
+    /// The runs table's columns (enter or space shows/hides one).
+    Columns,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -132,7 +149,43 @@ pub struct ChartSettings {
     pub zoom: u32,
     /// Windows back from the newest data (0 = the window ends at the newest point).
     pub pan: f64,
+    pub xaxis: XAxis,
+    /// The reading cursor as a fraction of the visible window (None: no cursor; the legends then
+    /// show the latest values).
+    pub cursor: Option<f64>,
 }
+
+/// What the charts' x axis measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XAxis {
+    /// Fractional epochs (epoch + iteration / iterations per epoch).
+    Epoch,
+    /// Global training iteration.
+    Step,
+    /// Wall time since the run's first start.
+    Wall,
+}
+
+impl XAxis {
+    pub fn next(self) -> XAxis {
+        match self {
+            XAxis::Epoch => XAxis::Step,
+            XAxis::Step => XAxis::Wall,
+            XAxis::Wall => XAxis::Epoch,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            XAxis::Epoch => "epoch",
+            XAxis::Step => "step",
+            XAxis::Wall => "wall time",
+        }
+    }
+}
+
+/// Cursor moves per window width.
+pub const CURSOR_STEPS: f64 = 40.0;
 
 impl Default for ChartSettings {
     fn default() -> Self {
@@ -141,6 +194,8 @@ impl Default for ChartSettings {
             log: false,
             zoom: 0,
             pan: 0.0,
+            xaxis: XAxis::Epoch,
+            cursor: None,
         }
     }
 }
@@ -203,6 +258,9 @@ pub struct AppConfig {
     pub launcher: Option<Launcher>,
 }
 
+/// Puts text on the terminal's clipboard.
+pub type Clipboard = Box<dyn FnMut(&str) -> std::io::Result<()>>;
+
 /// The dashboard.
 pub struct App {
     pub store: Arc<Mutex<Store>>,
@@ -235,6 +293,19 @@ pub struct App {
     /// For reaper threads to report exits.
     pub events_tx: Option<tokio::sync::mpsc::UnboundedSender<AppEvent>>,
     last_status: HashMap<String, RunStatus>,
+    /// The runs table's columns, in display order.
+    pub columns: Vec<Column>,
+    pub sort: Sort,
+    /// The `/` filter of the runs table (space-separated terms, all must match).
+    pub filter: String,
+    /// Keys go to the filter line.
+    pub filter_editing: bool,
+    /// A page over the body (profile, diff, log); Esc/Backspace closes it.
+    pub page: Option<Page>,
+    /// Views visited before the current one (Esc/Backspace goes back).
+    pub history: Vec<View>,
+    /// Writes text to the terminal's clipboard (OSC 52); None in tests.
+    pub clipboard: Option<Clipboard>,
 }
 
 impl App {
@@ -266,6 +337,13 @@ impl App {
             wake: None,
             events_tx: None,
             last_status: HashMap::new(),
+            columns: Column::DEFAULT.to_vec(),
+            sort: Sort::default(),
+            filter: String::new(),
+            filter_editing: false,
+            page: None,
+            history: Vec::new(),
+            clipboard: None,
         };
         app.on_data();
         app
@@ -283,8 +361,38 @@ impl App {
             Some(Popup::Help { .. }) => Context::Help,
             Some(Popup::Confirm { .. }) => Context::Confirm,
             Some(Popup::Picker { .. }) => Context::Picker,
+            None if self.filter_editing => Context::Filter,
+            None if self.page.is_some() => Context::Page,
             None => self.view.context(),
         }
+    }
+
+    /// The runs as the table shows them: filtered and sorted (indices into `store.runs`).
+    pub fn visible_runs(&self, store: &Store) -> Vec<usize> {
+        runs_table::visible(&store.runs, &self.filter, self.sort, self.now)
+    }
+
+    /// Goes to `view`, remembering where it came from for Esc/Backspace.
+    pub fn set_view(&mut self, view: View) {
+        if view != self.view {
+            self.history.push(self.view);
+            if self.history.len() > 32 {
+                self.history.remove(0);
+            }
+            self.view = view;
+        }
+    }
+
+    /// Esc/Backspace: close the page, clear the filter, or go to the previous view.
+    fn back(&mut self) {
+        if self.page.take().is_some() {
+            return;
+        }
+        if self.view == View::Runs && !self.filter.is_empty() {
+            self.filter.clear();
+            return;
+        }
+        self.view = self.history.pop().unwrap_or(View::Runs);
     }
 
     /// Whether any run is live (the clock then redraws every second).
@@ -346,7 +454,8 @@ impl App {
                 .as_ref()
                 .is_none_or(|id| store.run(id).is_none())
             {
-                self.selected = store.runs.first().map(|r| r.summary.id.clone());
+                let first = self.visible_runs(&store).first().copied();
+                self.selected = first.map(|i| store.runs[i].summary.id.clone());
             }
             self.marked.retain(|id| store.run(id).is_some());
             for r in &store.runs {
@@ -401,19 +510,110 @@ impl App {
             return;
         }
         self.dirty = true;
+        if self.filter_editing && self.popup.is_none() {
+            use crossterm::event::{KeyCode, KeyModifiers};
+            let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+            match k.code {
+                KeyCode::Char(c) if !ctrl => {
+                    self.filter.push(c);
+                    self.select_first_visible_if_hidden();
+                    return;
+                }
+                KeyCode::Backspace => {
+                    self.filter.pop();
+                    return;
+                }
+                _ => {}
+            }
+        }
         let Some(action) = keymap::lookup(self.context(), &k) else {
             return;
         };
         self.act(action);
     }
 
+    /// Typing the filter: keep the selection on a run the filter lets through.
+    fn select_first_visible_if_hidden(&mut self) {
+        let store = lock(&self.store);
+        let visible = self.visible_runs(&store);
+        let shown = self
+            .selected
+            .as_ref()
+            .is_some_and(|id| visible.iter().any(|&i| &store.runs[i].summary.id == id));
+        if !shown && let Some(&i) = visible.first() {
+            self.selected = Some(store.runs[i].summary.id.clone());
+        }
+    }
+
     /// Performs an action (the keymap's result; tests may call it directly).
     pub fn act(&mut self, action: Action) {
         self.dirty = true;
+        if action == Action::Quit && self.popup.is_none() && !self.filter_editing {
+            self.quit = true;
+            return;
+        }
         match self.popup.take() {
             Some(popup) => self.act_popup(popup, action),
+            None if self.filter_editing => self.act_filter(action),
+            None if self.page.is_some() => self.act_page(action),
             None => self.act_view(action),
         }
+    }
+
+    fn act_filter(&mut self, action: Action) {
+        match action {
+            Action::Confirm => self.filter_editing = false,
+            Action::Cancel => {
+                self.filter_editing = false;
+                self.filter.clear();
+            }
+            Action::Up => self.move_selection(-1),
+            Action::Down => self.move_selection(1),
+            Action::Quit => self.quit = true,
+            _ => {}
+        }
+        self.select_first_visible_if_hidden();
+    }
+
+    fn act_page(&mut self, action: Action) {
+        let Some(page) = self.page.as_mut() else {
+            return;
+        };
+        let (pos, up_is_more) = match page {
+            Page::Profile { scroll, .. } | Page::Diff { scroll, .. } => (scroll, false),
+            Page::Log { back, .. } => (back, true),
+        };
+        let delta: isize = match action {
+            Action::Up => -1,
+            Action::Down => 1,
+            Action::PageUp => -20,
+            Action::PageDown => 20,
+            Action::First => isize::MIN / 4,
+            Action::Last => isize::MAX / 4,
+            Action::Back | Action::Cancel => {
+                self.page = None;
+                return;
+            }
+            Action::Help => {
+                self.popup = Some(Popup::Help { scroll: 0 });
+                return;
+            }
+            Action::ViewRuns
+            | Action::ViewCharts
+            | Action::ViewScales
+            | Action::ViewGpu
+            | Action::ViewMaxBs
+            | Action::NextView
+            | Action::PrevView => {
+                self.page = None;
+                self.act_view(action);
+                return;
+            }
+            _ => return,
+        };
+        // The log counts lines up from the newest: up scrolls back.
+        let delta = if up_is_more { -delta } else { delta };
+        *pos = (*pos as isize).saturating_add(delta).max(0) as usize;
     }
 
     fn act_popup(&mut self, popup: Popup, action: Action) {
@@ -442,9 +642,27 @@ impl App {
                 a,
             ) => {
                 let n = items.len();
+                if kind == PickerKind::Columns && matches!(a, Action::Confirm | Action::ToggleMark)
+                {
+                    if let Some(&col) = Column::ALL.get(selected) {
+                        self.toggle_column(col);
+                    }
+                    self.popup = Some(Popup::Picker {
+                        kind,
+                        title,
+                        items: self.column_items(),
+                        selected,
+                        empty,
+                    });
+                    return;
+                }
                 let selected = match a {
                     Action::Up => selected.saturating_sub(1),
                     Action::Down => (selected + 1).min(n.saturating_sub(1)),
+                    Action::First => 0,
+                    Action::Last => n.saturating_sub(1),
+                    Action::PageUp => selected.saturating_sub(10),
+                    Action::PageDown => (selected + 10).min(n.saturating_sub(1)),
                     Action::Confirm => {
                         if let Some(item) = items.get(selected).cloned() {
                             self.pick(kind, item);
@@ -469,11 +687,12 @@ impl App {
         match action {
             Action::Quit => self.quit = true,
             Action::Help => self.popup = Some(Popup::Help { scroll: 0 }),
-            Action::ViewRuns => self.view = View::Runs,
-            Action::ViewCharts => self.view = View::Charts,
+            Action::Back => self.back(),
+            Action::ViewRuns => self.set_view(View::Runs),
+            Action::ViewCharts => self.set_view(View::Charts),
             Action::ViewScales => self.open_scales_of_selected(),
-            Action::ViewGpu => self.view = View::Gpu,
-            Action::ViewMaxBs => self.view = View::MaxBs,
+            Action::ViewGpu => self.set_view(View::Gpu),
+            Action::ViewMaxBs => self.set_view(View::MaxBs),
             Action::NextView | Action::PrevView => {
                 let i = View::ALL.iter().position(|v| *v == self.view).unwrap_or(0);
                 let n = View::ALL.len();
@@ -482,7 +701,7 @@ impl App {
                 } else {
                     (i + n - 1) % n
                 };
-                self.view = View::ALL[j];
+                self.set_view(View::ALL[j]);
             }
             _ => match self.view {
                 View::Runs => self.act_runs(action),
@@ -494,19 +713,172 @@ impl App {
         }
     }
 
+    /// Moves the selection through the runs as the table shows them (filtered, sorted).
     fn move_selection(&mut self, delta: isize) {
         let store = lock(&self.store);
-        let n = store.runs.len();
+        let visible = self.visible_runs(&store);
+        let n = visible.len();
         if n == 0 {
             return;
         }
         let i = self
             .selected
             .as_ref()
-            .and_then(|id| store.runs.iter().position(|r| &r.summary.id == id))
+            .and_then(|id| {
+                visible
+                    .iter()
+                    .position(|&k| &store.runs[k].summary.id == id)
+            })
             .unwrap_or(0) as isize;
-        let j = (i + delta).clamp(0, n as isize - 1) as usize;
-        self.selected = Some(store.runs[j].summary.id.clone());
+        let j = (i.saturating_add(delta)).clamp(0, n as isize - 1) as usize;
+        self.selected = Some(store.runs[visible[j]].summary.id.clone());
+    }
+
+    fn toggle_column(&mut self, col: Column) {
+        if matches!(col, Column::Status | Column::Run) {
+            return self.error("the status and run columns are always shown");
+        }
+        if let Some(i) = self.columns.iter().position(|c| *c == col) {
+            self.columns.remove(i);
+        } else {
+            // Keep the display order of Column::ALL.
+            self.columns.push(col);
+            self.columns
+                .sort_by_key(|c| Column::ALL.iter().position(|a| a == c));
+        }
+    }
+
+    fn column_items(&self) -> Vec<PickerItem> {
+        Column::ALL
+            .iter()
+            .map(|c| PickerItem {
+                label: format!(
+                    "[{}] {}",
+                    if self.columns.contains(c) { "x" } else { " " },
+                    c.header()
+                ),
+                detail: c.describe().to_string(),
+                path: PathBuf::new(),
+            })
+            .collect()
+    }
+
+    /// `<`/`>`: sort by the previous/next shown column (before the first: newest first).
+    fn cycle_sort(&mut self, forward: bool) {
+        let cols = &self.columns;
+        let i = self
+            .sort
+            .column
+            .and_then(|c| cols.iter().position(|x| *x == c));
+        let n = cols.len() as isize;
+        // Position -1 is "newest first".
+        let cur = i.map_or(-1, |i| i as isize);
+        let next = if forward { cur + 1 } else { cur - 1 };
+        let next = if next >= n {
+            -1
+        } else if next < -1 {
+            n - 1
+        } else {
+            next
+        };
+        self.sort.column = (next >= 0).then(|| cols[next as usize]);
+        // Numbers read best largest first; text A to Z.
+        self.sort.descending = self
+            .sort
+            .column
+            .is_some_and(|c| c.numeric() && c != Column::Age && c != Column::Eta);
+        let what = match self.sort.column {
+            Some(c) => format!(
+                "sorted by {} ({})",
+                c.header(),
+                if self.sort.descending {
+                    "descending"
+                } else {
+                    "ascending"
+                }
+            ),
+            None => "sorted newest first".to_string(),
+        };
+        self.info(what);
+    }
+
+    fn selected_dir(&self) -> Option<(String, PathBuf, RunStatus, String)> {
+        let id = self.selected.clone()?;
+        let store = lock(&self.store);
+        let r = store.run(&id)?;
+        Some((
+            id,
+            r.summary.path.clone(),
+            r.summary.status,
+            r.summary.kind.clone(),
+        ))
+    }
+
+    fn copy_path(&mut self) {
+        let Some((_, path, ..)) = self.selected_dir() else {
+            return;
+        };
+        let abs = std::fs::canonicalize(&path).unwrap_or(path);
+        let text = abs.display().to_string();
+        match self.clipboard.as_mut().map(|c| c(&text)) {
+            Some(Ok(())) => self.info(format!("copied (OSC 52): {text}")),
+            Some(Err(e)) => self.error(format!("{text} (could not copy: {e})")),
+            None => self.info(text),
+        }
+    }
+
+    fn ask_remove(&mut self, delete: bool) {
+        let Some((id, _, status, _)) = self.selected_dir() else {
+            return;
+        };
+        if status.is_live() {
+            return self.error(format!("{id} is running: stop it first (s)"));
+        }
+        let (title, lines, pending) = if delete {
+            (
+                "Delete run?",
+                vec![
+                    format!("{id}  ({status})"),
+                    "Removes the run's directory and everything in it:".into(),
+                    "events, checkpoints, logs. This cannot be undone.".into(),
+                ],
+                Pending::Delete { run_id: id },
+            )
+        } else {
+            (
+                "Archive run?",
+                vec![
+                    format!("{id}  ({status})"),
+                    "Moves it into .archive/ beside the other runs: it leaves".into(),
+                    "the list; move it back by hand to see it again.".into(),
+                ],
+                Pending::Archive { run_id: id },
+            )
+        };
+        self.popup = Some(Popup::Confirm {
+            title: title.into(),
+            lines,
+            pending,
+        });
+    }
+
+    fn open_page(&mut self, page: Page) {
+        self.page = Some(page);
+    }
+
+    fn open_diff(&mut self) {
+        let ids: Vec<String> = if self.marked.len() >= 2 {
+            self.marked.clone()
+        } else {
+            return self.error(format!(
+                "mark two or more runs with space to compare their profiles ({} marked)",
+                self.marked.len()
+            ));
+        };
+        self.open_page(Page::Diff {
+            run_ids: ids,
+            scroll: 0,
+        });
     }
 
     fn toggle_mark(&mut self) {
@@ -527,7 +899,7 @@ impl App {
             Action::PageDown => self.move_selection(10),
             Action::First => self.move_selection(isize::MIN / 2),
             Action::Last => self.move_selection(isize::MAX / 2),
-            Action::Open => self.view = View::Charts,
+            Action::Open => self.set_view(View::Charts),
             Action::ToggleMark => {
                 self.toggle_mark();
                 self.move_selection(1);
@@ -537,6 +909,43 @@ impl App {
             Action::Stop => self.ask_stop(),
             Action::Resume => self.resume(None),
             Action::Checkpoints => self.open_checkpoints(),
+            Action::Filter => {
+                self.filter_editing = true;
+            }
+            Action::SortNext => self.cycle_sort(true),
+            Action::SortPrev => self.cycle_sort(false),
+            Action::SortInvert if self.sort.column.is_some() => {
+                self.sort.descending = !self.sort.descending;
+            }
+            Action::Columns => {
+                self.popup = Some(Popup::Picker {
+                    kind: PickerKind::Columns,
+                    title: "Columns (enter/space: show or hide)".into(),
+                    items: self.column_items(),
+                    selected: 0,
+                    empty: String::new(),
+                })
+            }
+            Action::Profile => {
+                if let Some(id) = self.selected.clone() {
+                    self.open_page(Page::Profile {
+                        run_id: id,
+                        scroll: 0,
+                    });
+                }
+            }
+            Action::Diff => self.open_diff(),
+            Action::Log => {
+                if let Some(id) = self.selected.clone() {
+                    self.open_page(Page::Log {
+                        run_id: id,
+                        back: 0,
+                    });
+                }
+            }
+            Action::CopyPath => self.copy_path(),
+            Action::Archive => self.ask_remove(false),
+            Action::Delete => self.ask_remove(true),
             _ => {}
         }
     }
@@ -558,11 +967,35 @@ impl App {
                 *c = ChartSettings {
                     zoom: 0,
                     pan: 0.0,
+                    cursor: None,
                     ..*c
                 }
             }
-            Action::Left if c.zoom > 0 => c.pan += 0.25,
-            Action::Right => c.pan = (c.pan - 0.25).max(0.0),
+            Action::XAxis => {
+                c.xaxis = c.xaxis.next();
+                c.zoom = 0;
+                c.pan = 0.0;
+                c.cursor = None;
+            }
+            // The cursor moves through the window; past its edge a zoomed window pans.
+            Action::Left | Action::Right => {
+                let step = 1.0 / CURSOR_STEPS;
+                let delta = if action == Action::Left { -step } else { step };
+                let next = c.cursor.unwrap_or(1.0) + delta;
+                if next < 0.0 {
+                    if c.zoom > 0 {
+                        c.pan += step;
+                    }
+                    c.cursor = Some(0.0);
+                } else if next > 1.0 {
+                    c.pan = (c.pan - step).max(0.0);
+                    c.cursor = Some(1.0);
+                } else {
+                    c.cursor = Some(next);
+                }
+            }
+            Action::First => c.cursor = Some(0.0),
+            Action::Last => c.cursor = Some(1.0),
             Action::Up => self.move_selection(-1),
             Action::Down => self.move_selection(1),
             Action::ToggleMark => self.toggle_mark(),
@@ -588,7 +1021,7 @@ impl App {
             }
             Action::First => s.epoch = Some(0),
             Action::Last => s.epoch = None,
-            Action::Open => self.open_scales_picker(),
+            Action::Profile => self.open_scales_picker(),
             _ => {}
         }
     }
@@ -607,7 +1040,7 @@ impl App {
         match action {
             Action::Up => self.profile_sel = self.profile_sel.saturating_sub(1),
             Action::Down => self.profile_sel = (self.profile_sel + 1).min(n.saturating_sub(1)),
-            Action::Probe => {
+            Action::NewRun | Action::Open => {
                 let profile = lock(&self.store)
                     .run_profiles()
                     .nth(self.profile_sel)
@@ -654,7 +1087,7 @@ impl App {
             self.scales.source = ScalesSource::SelectedRun;
             self.scales.epoch = None;
         }
-        self.view = View::Scales;
+        self.set_view(View::Scales);
     }
 
     fn open_profile_picker(&mut self) {
@@ -719,7 +1152,7 @@ impl App {
                 detail: format!(
                     "{}{}{}{}",
                     c.epoch
-                        .map(|e| format!("{e} epochs done, "))
+                        .map(|e| format!("{} done, ", format::plural(e as u64, "epoch")))
                         .unwrap_or_default(),
                     c.global_iter
                         .map(|g| format!("iter {g} "))
@@ -744,6 +1177,8 @@ impl App {
 
     fn pick(&mut self, kind: PickerKind, item: PickerItem) {
         match kind {
+            // Handled in act_popup (the list stays open).
+            PickerKind::Columns => {}
             PickerKind::StartRun => self.start_run(item.path),
             PickerKind::Checkpoints { run_id } => {
                 if !item.path.exists() {
@@ -786,17 +1221,29 @@ impl App {
             return self.error(format!("{id} is {status}: nothing to stop"));
         };
         let progress = match (s.epoch, s.epochs) {
+            (_, Some(0)) | (_, None) => String::new(),
             (Some(e), Some(n)) => format!("epoch {}/{n}", e + 1),
             _ => String::new(),
         };
+        let probe = s.kind == "probe";
         drop(store);
-        self.popup = Some(Popup::Confirm {
-            title: "Stop run?".into(),
-            lines: vec![
+        let lines = if probe {
+            vec![
+                id.clone(),
+                format!("Sends SIGINT to pid {pid}: the probe ends; the results it"),
+                "has written stay. A probe has no checkpoint and cannot be".into(),
+                "resumed: start a new one from 5 MaxBS.".into(),
+            ]
+        } else {
+            vec![
                 format!("{id}  {progress}"),
                 format!("Sends SIGINT to pid {pid}: the run finishes its step,"),
                 "writes a checkpoint and exits. Resume it later with r.".into(),
-            ],
+            ]
+        };
+        self.popup = Some(Popup::Confirm {
+            title: if probe { "Stop probe?" } else { "Stop run?" }.into(),
+            lines,
             pending: Pending::Stop { run_id: id, pid },
         });
     }
@@ -813,6 +1260,24 @@ impl App {
                 }
                 self.wake_collector();
             }
+            Pending::Archive { run_id } => {
+                let runs_dir = lock(&self.store).runs_dir.clone();
+                match archive_run(&runs_dir, &run_id) {
+                    Ok(to) => self.info(format!("archived {run_id} to {}", to.display())),
+                    Err(e) => self.error(e),
+                }
+                self.marked.retain(|m| *m != run_id);
+                self.wake_collector();
+            }
+            Pending::Delete { run_id } => {
+                let dir = lock(&self.store).runs_dir.join(&run_id);
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => self.info(format!("deleted {}", dir.display())),
+                    Err(e) => self.error(format!("cannot delete {}: {e}", dir.display())),
+                }
+                self.marked.retain(|m| *m != run_id);
+                self.wake_collector();
+            }
         }
     }
 
@@ -823,7 +1288,19 @@ impl App {
         let Some(launcher) = self.cfg.launcher.clone() else {
             return self.error("this dashboard cannot start runs (no launcher)");
         };
-        let status = lock(&self.store).run(&id).map(|r| r.summary.status);
+        let (status, kind) = {
+            let store = lock(&self.store);
+            let r = store.run(&id);
+            (
+                r.map(|r| r.summary.status),
+                r.map(|r| r.summary.kind.clone()).unwrap_or_default(),
+            )
+        };
+        if kind == "probe" {
+            return self.error(format!(
+                "{id} is a probe: probes cannot be resumed; start a new one from 5 MaxBS (n)"
+            ));
+        }
         if status == Some(RunStatus::Running) {
             return self.error(format!("{id} is running"));
         }
@@ -903,14 +1380,17 @@ impl App {
             MouseEventKind::ScrollDown => self.act(Action::Down),
             MouseEventKind::Down(MouseButton::Left) => {
                 if let Some((_, v)) = self.regions.tabs.iter().find(|(r, _)| r.contains(pos)) {
-                    self.view = *v;
+                    let v = *v;
+                    self.page = None;
+                    self.set_view(v);
                     self.dirty = true;
                 } else if self.view == View::Runs && self.regions.runs_rows.contains(pos) {
                     let row =
                         (m.row - self.regions.runs_rows.y) as usize + self.regions.runs_offset;
                     let store = lock(&self.store);
-                    if let Some(r) = store.runs.get(row) {
-                        self.selected = Some(r.summary.id.clone());
+                    let visible = self.visible_runs(&store);
+                    if let Some(&i) = visible.get(row) {
+                        self.selected = Some(store.runs[i].summary.id.clone());
                     }
                     self.dirty = true;
                 }
@@ -918,6 +1398,24 @@ impl App {
             _ => {}
         }
     }
+}
+
+/// Moves `<runs>/<id>` to `<runs>/.archive/<id>` (the collector skips hidden folders).
+fn archive_run(runs_dir: &std::path::Path, id: &str) -> Result<PathBuf, String> {
+    let from = runs_dir.join(id);
+    let archive = runs_dir.join(".archive");
+    std::fs::create_dir_all(&archive)
+        .map_err(|e| format!("cannot create {}: {e}", archive.display()))?;
+    let to = archive.join(id);
+    if to.exists() {
+        return Err(format!(
+            "{} already exists: rename or remove it first",
+            to.display()
+        ));
+    }
+    std::fs::rename(&from, &to)
+        .map_err(|e| format!("cannot move {} to {}: {e}", from.display(), to.display()))?;
+    Ok(to)
 }
 
 /// The first `//` comment line of a profile, as its description.

@@ -19,6 +19,10 @@ pub enum Context {
     Picker,
     /// The help overlay.
     Help,
+    /// Typing the runs table's `/` filter.
+    Filter,
+    /// A page over the body: a profile, a diff of profiles, a log.
+    Page,
 }
 
 impl Context {
@@ -33,6 +37,8 @@ impl Context {
             Context::Confirm => "Confirmation",
             Context::Picker => "Lists (profiles, checkpoints)",
             Context::Help => "Help",
+            Context::Filter => "Filter line (after /)",
+            Context::Page => "Profile, diff and log pages",
         }
     }
 }
@@ -64,7 +70,6 @@ pub enum Action {
     Stop,
     Resume,
     Checkpoints,
-    Probe,
     ToggleLog,
     SmoothMore,
     SmoothLess,
@@ -73,6 +78,19 @@ pub enum Action {
     ZoomReset,
     Confirm,
     Cancel,
+    Back,
+    Filter,
+    SortNext,
+    SortPrev,
+    SortInvert,
+    Columns,
+    Profile,
+    Diff,
+    Log,
+    CopyPath,
+    Archive,
+    Delete,
+    XAxis,
 }
 
 /// A key as written in the table.
@@ -90,6 +108,7 @@ pub enum Key {
     End,
     Enter,
     Esc,
+    Backspace,
     Tab,
     BackTab,
 }
@@ -110,6 +129,7 @@ impl Key {
             | (Key::End, KeyCode::End)
             | (Key::Enter, KeyCode::Enter)
             | (Key::Esc, KeyCode::Esc)
+            | (Key::Backspace, KeyCode::Backspace)
             | (Key::Tab, KeyCode::Tab)
             | (Key::BackTab, KeyCode::BackTab) => true,
             _ => false,
@@ -131,6 +151,7 @@ impl Key {
             Key::End => "End".into(),
             Key::Enter => "enter".into(),
             Key::Esc => "esc".into(),
+            Key::Backspace => "bksp".into(),
             Key::Tab => "tab".into(),
             Key::BackTab => "S-tab".into(),
         }
@@ -193,7 +214,7 @@ pub const KEYMAP: &[Binding] = &[
     ),
     b(
         C::Confirm,
-        &[K::Char('n'), K::Esc],
+        &[K::Char('n'), K::Esc, K::Backspace],
         A::Cancel,
         Some("no"),
         "cancel",
@@ -212,16 +233,45 @@ pub const KEYMAP: &[Binding] = &[
         None,
         "next entry",
     ),
+    b(C::Picker, &[K::PageUp], A::PageUp, None, "ten entries up"),
+    b(
+        C::Picker,
+        &[K::PageDown],
+        A::PageDown,
+        None,
+        "ten entries down",
+    ),
+    b(
+        C::Picker,
+        &[K::Char('g'), K::Home],
+        A::First,
+        None,
+        "first entry",
+    ),
+    b(
+        C::Picker,
+        &[K::Char('G'), K::End],
+        A::Last,
+        None,
+        "last entry",
+    ),
     b(
         C::Picker,
         &[K::Enter],
         A::Confirm,
         Some("choose"),
-        "use the selected entry",
+        "use the selected entry (columns: show/hide it)",
     ),
     b(
         C::Picker,
-        &[K::Esc, K::Char('q')],
+        &[K::Char(' ')],
+        A::ToggleMark,
+        None,
+        "columns list: show/hide the column",
+    ),
+    b(
+        C::Picker,
+        &[K::Esc, K::Backspace, K::Char('q')],
         A::Cancel,
         Some("close"),
         "close the list",
@@ -242,11 +292,27 @@ pub const KEYMAP: &[Binding] = &[
     ),
     b(
         C::Help,
-        &[K::Esc, K::Char('?'), K::Char('q')],
+        &[K::Esc, K::Backspace, K::Char('?'), K::Char('q')],
         A::Cancel,
         Some("close"),
         "close help",
     ),
+    b(
+        C::Filter,
+        &[K::Enter],
+        A::Confirm,
+        Some("keep filter"),
+        "keep the filter and go back to the table (type to edit it, bksp deletes)",
+    ),
+    b(
+        C::Filter,
+        &[K::Esc],
+        A::Cancel,
+        Some("clear"),
+        "clear the filter",
+    ),
+    b(C::Filter, &[K::Up], A::Up, Some("move"), "previous run"),
+    b(C::Filter, &[K::Down], A::Down, None, "next run"),
     // Views.
     b(
         C::Runs,
@@ -256,8 +322,16 @@ pub const KEYMAP: &[Binding] = &[
         "previous run",
     ),
     b(C::Runs, &[K::Down, K::Char('j')], A::Down, None, "next run"),
-    b(C::Runs, &[K::Home], A::First, None, "first run"),
-    b(C::Runs, &[K::End], A::Last, None, "last run"),
+    b(C::Runs, &[K::PageUp], A::PageUp, None, "ten runs up"),
+    b(C::Runs, &[K::PageDown], A::PageDown, None, "ten runs down"),
+    b(
+        C::Runs,
+        &[K::Char('g'), K::Home],
+        A::First,
+        None,
+        "first run",
+    ),
+    b(C::Runs, &[K::Char('G'), K::End], A::Last, None, "last run"),
     b(
         C::Runs,
         &[K::Enter],
@@ -267,10 +341,38 @@ pub const KEYMAP: &[Binding] = &[
     ),
     b(
         C::Runs,
+        &[K::Char('/')],
+        A::Filter,
+        Some("filter"),
+        "filter: type words that must all appear in a row (any column, e.g. `failed B1` or `lr=0.1`)",
+    ),
+    b(
+        C::Runs,
+        &[K::Char('>')],
+        A::SortNext,
+        Some("sort"),
+        "sort by the next column (none: newest first)",
+    ),
+    b(
+        C::Runs,
+        &[K::Char('<')],
+        A::SortPrev,
+        None,
+        "sort by the previous column",
+    ),
+    b(
+        C::Runs,
+        &[K::Char('I')],
+        A::SortInvert,
+        None,
+        "invert the sort order",
+    ),
+    b(
+        C::Runs,
         &[K::Char(' ')],
         A::ToggleMark,
         Some("mark"),
-        "mark/unmark the run for comparison",
+        "mark/unmark the run for comparison, then move to the next run",
     ),
     b(
         C::Runs,
@@ -278,6 +380,27 @@ pub const KEYMAP: &[Binding] = &[
         A::ClearMarks,
         None,
         "clear all marks",
+    ),
+    b(
+        C::Runs,
+        &[K::Char('d')],
+        A::Diff,
+        Some("diff"),
+        "diff of the marked runs' frozen profiles",
+    ),
+    b(
+        C::Runs,
+        &[K::Char('p')],
+        A::Profile,
+        Some("profile"),
+        "the run's frozen profile.ron",
+    ),
+    b(
+        C::Runs,
+        &[K::Char('t')],
+        A::Log,
+        Some("log"),
+        "the run's log: stdout.log and its events, live (like tail -f)",
     ),
     b(
         C::Runs,
@@ -304,14 +427,77 @@ pub const KEYMAP: &[Binding] = &[
         C::Runs,
         &[K::Char('c')],
         A::Checkpoints,
-        Some("ckpts"),
+        None,
         "the run's checkpoints; resume from one",
     ),
     b(
+        C::Runs,
+        &[K::Char('C')],
+        A::Columns,
+        None,
+        "choose the table's columns (lr, batch, weight decay, data, ETA …)",
+    ),
+    b(
+        C::Runs,
+        &[K::Char('y')],
+        A::CopyPath,
+        None,
+        "copy the run's path (OSC 52 clipboard; also shown below)",
+    ),
+    b(
+        C::Runs,
+        &[K::Char('a')],
+        A::Archive,
+        None,
+        "archive the run (moved into .archive/); asks first",
+    ),
+    b(
+        C::Runs,
+        &[K::Char('D')],
+        A::Delete,
+        None,
+        "delete the run's directory; asks first",
+    ),
+    b(
         C::Charts,
-        &[K::Char('l')],
+        &[K::Left, K::Char('h')],
+        A::Left,
+        Some("cursor"),
+        "move the reading cursor left (a zoomed window pans at its edge)",
+    ),
+    b(
+        C::Charts,
+        &[K::Right, K::Char('l')],
+        A::Right,
+        None,
+        "move the reading cursor right",
+    ),
+    b(
+        C::Charts,
+        &[K::Char('g'), K::Home],
+        A::First,
+        None,
+        "cursor to the window's start",
+    ),
+    b(
+        C::Charts,
+        &[K::Char('G'), K::End],
+        A::Last,
+        None,
+        "cursor to the window's end",
+    ),
+    b(
+        C::Charts,
+        &[K::Char('x')],
+        A::XAxis,
+        Some("axis"),
+        "x axis: epoch, step, wall time",
+    ),
+    b(
+        C::Charts,
+        &[K::Char('L')],
         A::ToggleLog,
-        Some("log"),
+        Some("log y"),
         "log scale for loss and learning rate",
     ),
     b(
@@ -333,35 +519,21 @@ pub const KEYMAP: &[Binding] = &[
         &[K::Char('+'), K::Char('=')],
         A::ZoomIn,
         Some("zoom"),
-        "zoom in: halve the time window",
+        "zoom in: halve the x window",
     ),
     b(
         C::Charts,
         &[K::Char('-')],
         A::ZoomOut,
         None,
-        "zoom out: double the time window",
-    ),
-    b(
-        C::Charts,
-        &[K::Left, K::Char('h')],
-        A::Left,
-        None,
-        "pan the window back in time",
-    ),
-    b(
-        C::Charts,
-        &[K::Right],
-        A::Right,
-        None,
-        "pan the window forward in time",
+        "zoom out: double the x window",
     ),
     b(
         C::Charts,
         &[K::Char('0')],
         A::ZoomReset,
         None,
-        "whole run, newest at the right",
+        "whole run, no cursor",
     ),
     b(
         C::Charts,
@@ -382,7 +554,7 @@ pub const KEYMAP: &[Binding] = &[
         &[K::Char(' ')],
         A::ToggleMark,
         Some("mark"),
-        "mark/unmark the run (marked runs are overlaid)",
+        "mark/unmark the run (marked runs are overlaid); stays on it",
     ),
     b(
         C::Scales,
@@ -412,12 +584,24 @@ pub const KEYMAP: &[Binding] = &[
         None,
         "next epoch",
     ),
-    b(C::Scales, &[K::Home], A::First, None, "first epoch"),
-    b(C::Scales, &[K::End], A::Last, None, "newest epoch"),
+    b(
+        C::Scales,
+        &[K::Char('g'), K::Home],
+        A::First,
+        None,
+        "first epoch",
+    ),
+    b(
+        C::Scales,
+        &[K::Char('G'), K::End],
+        A::Last,
+        None,
+        "newest epoch",
+    ),
     b(
         C::Scales,
         &[K::Char('p')],
-        A::Open,
+        A::Profile,
         Some("profile"),
         "show a scales profile from profiles/scales",
     ),
@@ -437,14 +621,58 @@ pub const KEYMAP: &[Binding] = &[
     ),
     b(
         C::MaxBs,
-        &[K::Char('p'), K::Enter],
-        A::Probe,
-        Some("probe"),
+        &[K::Char('n')],
+        A::NewRun,
+        Some("new probe"),
+        "start a max-batch-size probe for the profile",
+    ),
+    b(
+        C::MaxBs,
+        &[K::Enter],
+        A::Open,
+        None,
         "start a max-batch-size probe for the profile",
     ),
     b(C::Gpu, &[K::Up, K::Char('k')], A::Up, None, "previous GPU"),
     b(C::Gpu, &[K::Down, K::Char('j')], A::Down, None, "next GPU"),
+    b(
+        C::Page,
+        &[K::Up, K::Char('k')],
+        A::Up,
+        Some("scroll"),
+        "scroll up",
+    ),
+    b(
+        C::Page,
+        &[K::Down, K::Char('j')],
+        A::Down,
+        None,
+        "scroll down",
+    ),
+    b(C::Page, &[K::PageUp], A::PageUp, None, "a page up"),
+    b(C::Page, &[K::PageDown], A::PageDown, None, "a page down"),
+    b(
+        C::Page,
+        &[K::Char('g'), K::Home],
+        A::First,
+        None,
+        "top (log: oldest lines read)",
+    ),
+    b(
+        C::Page,
+        &[K::Char('G'), K::End],
+        A::Last,
+        None,
+        "bottom (log: follow the newest lines)",
+    ),
     // Everywhere.
+    b(
+        C::Global,
+        &[K::Esc, K::Backspace],
+        A::Back,
+        Some("back"),
+        "back: close the page, clear the filter, or the previous view",
+    ),
     b(C::Global, &[K::Char('1')], A::ViewRuns, None, "runs"),
     b(
         C::Global,
@@ -489,7 +717,10 @@ pub const KEYMAP: &[Binding] = &[
 /// The action bound to `ev` in `context` (popup contexts do not fall through to Global, except
 /// for Ctrl-C).
 pub fn lookup(context: Context, ev: &KeyEvent) -> Option<Action> {
-    let popup = matches!(context, Context::Confirm | Context::Picker | Context::Help);
+    let popup = matches!(
+        context,
+        Context::Confirm | Context::Picker | Context::Help | Context::Filter
+    );
     let find = |ctx: Context| {
         KEYMAP
             .iter()
@@ -507,7 +738,10 @@ pub fn lookup(context: Context, ev: &KeyEvent) -> Option<Action> {
 
 /// The hint bar entries for a context: (keys, word), the context's first, then the global ones.
 pub fn hints(context: Context) -> Vec<(String, &'static str)> {
-    let popup = matches!(context, Context::Confirm | Context::Picker | Context::Help);
+    let popup = matches!(
+        context,
+        Context::Confirm | Context::Picker | Context::Help | Context::Filter
+    );
     let mut out = Vec::new();
     let contexts: &[Context] = if popup {
         &[context]
@@ -524,6 +758,7 @@ pub fn hints(context: Context) -> Vec<(String, &'static str)> {
                     A::ZoomIn => "+-".to_string(),
                     A::SmoothMore => "[]".to_string(),
                     A::NextView => "tab".to_string(),
+                    A::SortNext => "<>".to_string(),
                     _ => b.keys[0].label(),
                 };
                 out.push((label, h));
@@ -542,6 +777,8 @@ pub fn help_rows() -> Vec<(Option<Context>, String, &'static str)> {
         Context::Scales,
         Context::Gpu,
         Context::MaxBs,
+        Context::Page,
+        Context::Filter,
         Context::Picker,
         Context::Confirm,
         Context::Help,
@@ -582,14 +819,29 @@ mod tests {
             ),
             Some(Action::Quit)
         );
+        // One meaning per key: l is "right" everywhere, Esc and Backspace go back.
         assert_eq!(
             lookup(Context::Scales, &key(KeyCode::Char('l'))),
             Some(Action::Right)
         );
         assert_eq!(
             lookup(Context::Charts, &key(KeyCode::Char('l'))),
-            Some(Action::ToggleLog)
+            Some(Action::Right)
         );
+        for ctx in [
+            Context::Runs,
+            Context::Charts,
+            Context::Scales,
+            Context::Page,
+        ] {
+            assert_eq!(lookup(ctx, &key(KeyCode::Esc)), Some(Action::Back));
+            assert_eq!(lookup(ctx, &key(KeyCode::Backspace)), Some(Action::Back));
+        }
+        assert_eq!(
+            lookup(Context::Runs, &key(KeyCode::Char('G'))),
+            Some(Action::Last)
+        );
+        assert_eq!(lookup(Context::Filter, &key(KeyCode::Char('q'))), None);
     }
 
     #[test]
@@ -598,6 +850,31 @@ mod tests {
             for b in KEYMAP[i + 1..].iter().filter(|b| b.context == a.context) {
                 for k in a.keys {
                     assert!(!b.keys.contains(k), "{k:?} bound twice in {:?}", a.context);
+                }
+            }
+        }
+    }
+
+    /// A key means the same thing in every view it is bound in (the popups and the filter line
+    /// aside, which capture keys).
+    #[test]
+    fn one_meaning_per_key_across_views() {
+        let views = [
+            Context::Runs,
+            Context::Charts,
+            Context::Scales,
+            Context::Gpu,
+            Context::MaxBs,
+            Context::Page,
+            Context::Global,
+        ];
+        let mut seen: Vec<(Key, Action)> = Vec::new();
+        for b in KEYMAP.iter().filter(|b| views.contains(&b.context)) {
+            for k in b.keys {
+                if let Some((_, a)) = seen.iter().find(|(sk, _)| sk == k) {
+                    assert_eq!(*a, b.action, "{k:?} means {a:?} and {:?}", b.action);
+                } else {
+                    seen.push((*k, b.action));
                 }
             }
         }

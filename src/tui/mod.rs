@@ -17,6 +17,8 @@ pub mod app;
 pub mod control;
 pub mod format;
 pub mod keymap;
+pub mod pages;
+pub mod runs_table;
 pub mod scales;
 pub mod series;
 pub mod store;
@@ -87,6 +89,7 @@ pub fn run_dashboard(opts: DashboardOptions) -> anyhow::Result<()> {
     );
     app.wake = Some(wake);
     app.events_tx = Some(tx.clone());
+    app.clipboard = Some(Box::new(osc52_copy));
     terminal::spawn_signal_thread(tx.clone());
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -103,6 +106,37 @@ pub fn run_dashboard(opts: DashboardOptions) -> anyhow::Result<()> {
     // The collector thread and reapers are detached; runs keep going.
     rt.shutdown_background();
     result
+}
+
+/// Puts `text` on the terminal's clipboard with OSC 52 (works over SSH and in tmux with
+/// `set-clipboard on`; terminals that do not support it ignore the sequence).
+fn osc52_copy(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    write!(out, "\x1b]52;c;{}\x07", base64(text.as_bytes()))?;
+    out.flush()
+}
+
+/// Standard base64 with padding (RFC 4648).
+pub fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Starts the collector thread; the returned sender wakes it for an immediate poll.
@@ -185,6 +219,25 @@ where
             },
             _ = clock.tick() => app.handle(AppEvent::Clock),
             _ = tokio::time::sleep_until(next_frame), if frame_due => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// RFC 4648 section 10 test vectors.
+    #[test]
+    fn base64_rfc4648_vectors() {
+        for (plain, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(plain.as_bytes()), enc);
         }
     }
 }

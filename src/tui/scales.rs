@@ -19,8 +19,15 @@ pub trait ScalesProfileView {
 }
 
 impl ScalesProfileView for ScalesProfileFile {
+    /// Loads a profile and checks it against its variant (block names, channel counts, identity
+    /// branches), so a profile that a run would reject is never drawn as if valid.
     fn load_for_view(path: &Path) -> Result<Self, String> {
-        Self::load(path).map_err(|e| e.to_string())
+        let p = Self::load(path).map_err(|e| e.to_string())?;
+        let v =
+            crate::model::variant(&p.variant).map_err(|e| format!("{}: {e}", path.display()))?;
+        p.check(&v)
+            .map_err(|e| format!("{}: not a valid {} profile: {e}", path.display(), p.variant))?;
+        Ok(p)
     }
 
     /// The profile as one `scales` event (epoch 0), so the scales view draws it like a run.

@@ -35,6 +35,8 @@ pub struct RunEntry {
     /// Bytes read so far / file size (progress of a big first read).
     pub bytes_read: u64,
     pub bytes_total: u64,
+    /// The run's configuration, read from its frozen `profile.ron`.
+    pub config: super::runs_table::RunConfig,
 }
 
 /// One GPU sample for the history sparklines.
@@ -44,6 +46,8 @@ pub struct GpuPoint {
     pub utilization: Option<u32>,
     pub memory_used_bytes: u64,
     pub memory_total_bytes: u64,
+    pub temperature_c: Option<u32>,
+    pub power_w: Option<f64>,
 }
 
 /// A profile file.
@@ -119,6 +123,8 @@ impl Store {
                 utilization: d.utilization,
                 memory_used_bytes: d.memory_used_bytes,
                 memory_total_bytes: d.memory_total_bytes,
+                temperature_c: d.temperature_c,
+                power_w: d.power_w,
             });
         }
         self.gpus = devices;
@@ -237,6 +243,12 @@ impl Collector {
                 .unwrap_or(0);
             let first_skip = reader.first_skips().first().cloned();
             let skipped = reader.skipped();
+            let profile_mtime = crate::rundir::file_mtime(&path.join(crate::rundir::PROFILE_FILE));
+            let config_stale = {
+                let s = lock(store);
+                s.run(id).is_none_or(|r| r.config.mtime != profile_mtime)
+            };
+            let config = config_stale.then(|| super::runs_table::RunConfig::load(path));
 
             let mut s = lock(store);
             let idx = match s.runs.iter().position(|r| &r.summary.id == id) {
@@ -249,6 +261,7 @@ impl Collector {
                         loaded: false,
                         bytes_read: 0,
                         bytes_total: 0,
+                        config: Default::default(),
                     });
                     added = true;
                     s.runs.len() - 1
@@ -269,6 +282,10 @@ impl Collector {
             if !batch.events.is_empty() {
                 changed = true;
                 apply_events(entry, &batch.events);
+            }
+            if let Some(config) = config {
+                entry.config = config;
+                changed = true;
             }
             entry.summary.skipped_lines = skipped;
             entry.first_skip = first_skip;
@@ -356,7 +373,9 @@ fn list_dirs(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
         Err(e) => return Err(e),
     };
     for entry in entries.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+        // `.archive/` (runs archived from the dashboard) and other hidden folders are not runs.
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if !hidden && entry.file_type().is_ok_and(|t| t.is_dir()) {
             out.push((
                 entry.file_name().to_string_lossy().into_owned(),
                 entry.path(),

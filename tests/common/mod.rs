@@ -431,19 +431,59 @@ pub fn write_run(runs: &Path, id: &str, events: &[Event]) -> PathBuf {
                 std::fs::write(p, format!("fake checkpoint {}\n", c.global_iter)).unwrap();
             }
             EventBody::Started(s) => {
-                std::fs::write(
-                    dir.join("profile.ron"),
-                    format!(
-                        "// frozen profile of {}\n(kind: \"{}\", variant: \"{}\", epochs: {})\n",
-                        s.run_id, s.run_kind, s.variant, s.epochs
-                    ),
-                )
-                .unwrap();
+                std::fs::write(dir.join("profile.ron"), frozen_profile(s)).unwrap();
             }
             _ => {}
         }
     }
     dir
+}
+
+/// The `profile.ron` a run of this `started` event freezes: a profile in the current schema,
+/// parsed by the strict loader and written back as runs write it. Learning rate, weight decay
+/// and data differ between the kinds, so the dashboard's columns and diffs have something to show.
+pub fn frozen_profile(s: &Started) -> String {
+    let (kind, lr, wd) = match s.run_kind.as_str() {
+        "hyper_search" => ("HyperSearch", 0.1, 4e-5),
+        "target" => ("Target", 0.1, 4e-5),
+        "baseline" => ("Baseline", 0.1, 1e-4),
+        _ => ("Ablation", 0.05, 4e-5),
+    };
+    let (data, augment) = if kind == "HyperSearch" {
+        (
+            r#"(kind: Cifar100, path: "datasets/cifar-100-binary", classes: 100, image_size: 32)"#,
+            "CifarStandard",
+        )
+    } else {
+        (
+            r#"(kind: ImageFolder, path: "/data/imagenet", classes: 1000, image_size: 224)"#,
+            "ImagenetRaug15",
+        )
+    };
+    let devices: Vec<String> = s
+        .devices
+        .iter()
+        .map(|d| match d.strip_prefix("cuda:") {
+            Some(i) => format!("Cuda({i})"),
+            None => "Cpu".into(),
+        })
+        .collect();
+    let scales = if kind == "Target" {
+        r#"scales: "profiles/scales/b1.ron","#
+    } else {
+        ""
+    };
+    let text = format!(
+        "(kind: {kind}, variant: \"{}\", data: {data}, recipe: (epochs: {}, batch_size: {}, lr: {lr}, warmup_epochs: 1, optimizer: Sgd(momentum: 0.9, nesterov: true), weight_decay: {wd}, label_smoothing: 0.1, augment: {augment}), devices: [{}], {scales} seed: 0)",
+        s.variant,
+        s.epochs,
+        s.batch_size,
+        devices.join(", ")
+    );
+    let p: repopt_tui::profile::RunProfile =
+        repopt_tui::profile::parse_ron(&text, Path::new("fixture")).unwrap();
+    p.validate().unwrap();
+    format!("// frozen profile of {}\n{}\n", s.run_id, p.to_ron())
 }
 
 /// Writes the whole fixture set into `runs`.

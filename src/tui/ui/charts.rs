@@ -9,18 +9,25 @@ use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Chart, Dataset, GraphType, LineGauge, Paragraph};
 
-use super::super::app::App;
+use super::super::app::{App, XAxis};
 use super::super::format::{self, AxisStyle};
-use super::super::series::{Metric, decimate, decimate_indexed, eval_x};
+use super::super::runs_table::elide_middle;
+use super::super::series::{Metric, StepPoint, decimate, decimate_indexed, eval_x};
 use super::super::store::{RunEntry, Store};
 use super::{RUN_COLORS, panel, placeholder, status_label, status_style};
+use crate::rundir::events::Eval;
 
 /// One line on a chart.
 struct Plot {
+    /// In the legend (None: the dim raw line under a smoothed one).
     name: Option<String>,
     points: Vec<(f64, f64)>,
     style: Style,
     graph: GraphType,
+    /// The value the legend shows: the latest, or the one under the cursor.
+    value: Option<f64>,
+    /// The x of that value.
+    at: Option<f64>,
 }
 
 pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
@@ -42,46 +49,64 @@ pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
         );
         return;
     }
+    let head_lines = if compare {
+        header_layout(runs.len(), area.width).1
+    } else {
+        1
+    };
     let [head, settings, grid] = Layout::vertical([
-        Constraint::Length(if compare { runs.len().min(4) as u16 } else { 1 }),
+        Constraint::Length(head_lines),
         Constraint::Length(1),
         Constraint::Min(0),
     ])
     .areas(area);
     render_header(app, &runs, compare, f, head);
 
+    let xaxis = app.chart.xaxis;
     let (lo, hi) = runs
         .iter()
-        .filter_map(|r| r.series.x_range())
+        .filter_map(|r| x_range(r, xaxis))
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (l, h)| {
             (a.min(l), b.max(h))
         });
     let full = if lo <= hi { (lo, hi) } else { (0.0, 1.0) };
     let (x0, x1) = app.chart.window(full.0, full.1.max(full.0 + 1e-9));
+    let cursor_x = app.chart.cursor.map(|c| x0 + (x1 - x0) * c.clamp(0.0, 1.0));
     let weight = app.chart.weight();
     let window = if app.chart.zoom == 0 {
         "whole run".to_string()
     } else {
         format!(
-            "epochs {}–{} (1/{})",
-            format::sig(x0.max(0.0), 3),
-            format::sig(x1, 3),
+            "{}–{} (1/{})",
+            x_text(x0.max(0.0), xaxis),
+            x_text(x1, xaxis),
             1u32 << app.chart.zoom.min(16)
         )
     };
-    let set = Line::from(vec![Span::styled(
+    let mut set = vec![Span::styled(
         format!(
-            " x: epoch · window {window} · smoothing {} · log {} ",
+            " x: {} · {window} · {} · log y {} ",
+            xaxis.label(),
             if weight == 0.0 {
-                "off".to_string()
+                "raw".to_string()
             } else {
                 format!("EMA {weight}")
             },
             if app.chart.log { "on" } else { "off" }
         ),
         Style::default().fg(Color::DarkGray),
-    )]);
-    f.render_widget(Paragraph::new(set), settings);
+    )];
+    match cursor_x {
+        Some(cx) => set.push(Span::styled(
+            format!("· cursor {} {} ", xaxis.label(), x_text(cx, xaxis)),
+            Style::default().add_modifier(Modifier::BOLD),
+        )),
+        None => set.push(Span::styled(
+            "· latest values (←→ cursor) ",
+            Style::default().fg(Color::DarkGray),
+        )),
+    }
+    f.render_widget(Paragraph::new(Line::from(set)), settings);
 
     let two_rows = grid.height >= 16;
     let rows = if two_rows {
@@ -97,6 +122,8 @@ pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
         weight,
         log: app.chart.log,
         compare,
+        xaxis,
+        cursor: cursor_x,
     };
     chart_panel(app, &runs, f, top[0], Panel::Loss, ctx);
     chart_panel(app, &runs, f, top[1], Panel::Accuracy, ctx);
@@ -108,32 +135,124 @@ pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
     }
 }
 
+/// An x value as the axis writes it.
+fn x_text(x: f64, xaxis: XAxis) -> String {
+    match xaxis {
+        XAxis::Epoch => format::sig(x, 3),
+        XAxis::Step => format::si(x.round()),
+        XAxis::Wall => format::duration(x),
+    }
+}
+
+/// Where a run's time starts on the wall-time axis: its first start.
+fn t0(run: &RunEntry) -> f64 {
+    run.series
+        .starts
+        .first()
+        .map(|(t, _)| *t)
+        .or_else(|| run.series.steps.first().map(|p| p.t))
+        .or_else(|| run.series.evals.first().map(|(t, _)| *t))
+        .unwrap_or(0.0)
+}
+
+fn step_x(p: &StepPoint, xaxis: XAxis, t0: f64) -> f64 {
+    match xaxis {
+        XAxis::Epoch => p.x,
+        XAxis::Step => p.global_iter as f64,
+        XAxis::Wall => (p.t - t0).max(0.0),
+    }
+}
+
+/// The x of an eval: the end of its epoch (epoch, step), or when it was written (wall time).
+fn eval_xv(run: &RunEntry, t: f64, e: &Eval, xaxis: XAxis, t0: f64) -> f64 {
+    match xaxis {
+        XAxis::Epoch => eval_x(e),
+        XAxis::Step => eval_x(e) * run.series.iters_per_epoch as f64,
+        XAxis::Wall => (t - t0).max(0.0),
+    }
+}
+
+fn x_range(run: &RunEntry, xaxis: XAxis) -> Option<(f64, f64)> {
+    let t0 = t0(run);
+    let s = &run.series;
+    let mut lo = f64::INFINITY;
+    let mut hi = f64::NEG_INFINITY;
+    if let (Some(a), Some(b)) = (s.steps.first(), s.steps.last()) {
+        lo = lo.min(step_x(a, xaxis, t0));
+        hi = hi.max(step_x(b, xaxis, t0));
+    }
+    for (t, e) in &s.evals {
+        let x = eval_xv(run, *t, e, xaxis, t0);
+        lo = lo.min(x);
+        hi = hi.max(x);
+    }
+    (lo <= hi).then_some((lo, hi))
+}
+
+/// How the compare header lays out `n` runs in `width` columns: (entries per line, lines).
+fn header_layout(n: usize, width: u16) -> (usize, u16) {
+    let full = (width as usize / 64).max(1);
+    if n.div_ceil(full) <= 4 {
+        return (full, n.div_ceil(full) as u16);
+    }
+    let compact = (width as usize / 32).max(1);
+    (compact, n.div_ceil(compact).min(6) as u16)
+}
+
 fn render_header(app: &App, runs: &[&RunEntry], compare: bool, f: &mut Frame, area: Rect) {
     if area.height == 0 {
         return;
     }
     if compare {
-        let lines: Vec<Line> = runs
-            .iter()
-            .enumerate()
-            .take(area.height as usize)
-            .map(|(i, r)| {
+        // Every marked run, numbered: the legends name runs by these numbers.
+        let (per_line, lines_n) = header_layout(runs.len(), area.width);
+        let full = runs.len().div_ceil(per_line) <= 4;
+        let cell_w = (area.width as usize / per_line).max(1);
+        let mut lines: Vec<Line> = Vec::new();
+        for (li, chunk) in runs.chunks(per_line).enumerate() {
+            if li as u16 >= lines_n {
+                break;
+            }
+            let mut spans = Vec::new();
+            for (k, r) in chunk.iter().enumerate() {
+                let i = li * per_line + k;
                 let s = &r.summary;
-                Line::from(vec![
-                    Span::styled(
-                        format!(" ━━ {} ", s.id),
-                        Style::default().fg(RUN_COLORS[i % RUN_COLORS.len()]),
-                    ),
-                    Span::styled(status_label(s.status), status_style(s.status)),
-                    Span::raw(format!(
-                        "  {} {}  best top-1 {}",
+                let color = RUN_COLORS[i % RUN_COLORS.len()];
+                let mut text = format!(" {}━━ ", i + 1);
+                let id_room = if full {
+                    cell_w.saturating_sub(40)
+                } else {
+                    cell_w.saturating_sub(7)
+                };
+                text.push_str(&elide_middle(&s.id, id_room.max(8)));
+                let mut used = text.chars().count();
+                spans.push(Span::styled(text, Style::default().fg(color)));
+                if full {
+                    let rest = format!(
+                        " {} {} {} best {}",
+                        status_label(s.status),
                         super::kind_label(&s.kind),
                         s.variant,
                         s.best_top1.map_or("–".into(), |b| format!("{b:.2}"))
-                    )),
-                ])
-            })
-            .collect();
+                    );
+                    used += rest.chars().count();
+                    spans.push(Span::styled(rest, status_style(s.status)));
+                }
+                if k + 1 < chunk.len() {
+                    spans.push(Span::raw(" ".repeat(cell_w.saturating_sub(used).max(1))));
+                }
+            }
+            lines.push(Line::from(spans));
+        }
+        let shown = (lines_n as usize * per_line).min(runs.len());
+        if shown < runs.len()
+            && let Some(last) = lines.last_mut()
+        {
+            last.spans.push(Span::styled(
+                format!("  +{} more", runs.len() - shown),
+                Style::default().fg(Color::DarkGray),
+            ));
+        }
         f.render_widget(Paragraph::new(lines), area);
         return;
     }
@@ -166,7 +285,7 @@ fn render_header(app: &App, runs: &[&RunEntry], compare: bool, f: &mut Frame, ar
         String::new()
     };
     let epoch = match (s.epoch, s.epochs) {
-        (Some(e), Some(n)) => format!(" epoch {}/{n}", (e + 1).min(n)),
+        (Some(e), Some(n)) if n > 0 => format!(" epoch {}/{n}", (e + 1).min(n)),
         _ => String::new(),
     };
     let ips = s
@@ -201,6 +320,9 @@ struct Ctx {
     weight: f64,
     log: bool,
     compare: bool,
+    xaxis: XAxis,
+    /// The reading cursor's x (None: legends show the latest values).
+    cursor: Option<f64>,
 }
 
 fn chart_panel(app: &mut App, runs: &[&RunEntry], f: &mut Frame, area: Rect, which: Panel, c: Ctx) {
@@ -237,9 +359,21 @@ fn chart_panel(app: &mut App, runs: &[&RunEntry], f: &mut Frame, area: Rect, whi
                 Panel::Throughput => Color::LightBlue,
             }
         };
-        let id = &run.summary.id;
+        let tag = (i + 1).to_string();
+        let named = |label: &str| {
+            if c.compare {
+                if label.is_empty() {
+                    tag.clone()
+                } else {
+                    format!("{tag} {label}")
+                }
+            } else {
+                label.to_string()
+            }
+        };
         match which {
             Panel::Loss => {
+                let label = if c.compare { named("") } else { "train".into() };
                 step_plots(
                     app,
                     run,
@@ -248,18 +382,20 @@ fn chart_panel(app: &mut App, runs: &[&RunEntry], f: &mut Frame, area: Rect, whi
                     c,
                     buckets,
                     &tf,
-                    "train",
+                    &label,
                     &mut plots,
                 );
-                let name = if c.compare {
-                    None
-                } else {
-                    Some("val".to_string())
-                };
                 let style = if c.compare {
                     Style::default().fg(color).add_modifier(Modifier::BOLD)
                 } else {
                     Style::default().fg(Color::Cyan)
+                };
+                // Compared runs: the val loss is the bold line of the run's colour, the legend
+                // names the train loss (one entry per run keeps it on screen at 80 columns).
+                let name = if c.compare {
+                    None
+                } else {
+                    Some("val".to_string())
                 };
                 eval_plot(run, |e| e.loss, name, style, c, buckets, &tf, &mut plots);
             }
@@ -268,7 +404,7 @@ fn chart_panel(app: &mut App, runs: &[&RunEntry], f: &mut Frame, area: Rect, whi
                     eval_plot(
                         run,
                         |e| e.top1,
-                        Some(short_id(id)),
+                        Some(named("")),
                         Style::default().fg(color),
                         c,
                         buckets,
@@ -310,14 +446,18 @@ fn chart_panel(app: &mut App, runs: &[&RunEntry], f: &mut Frame, area: Rect, whi
             }
             Panel::Lr => {
                 let points = raw_points(app, run, Metric::Lr, c, buckets, &tf);
+                let (value, at) = step_value(run, c, |i| run.series.steps[i].get(Metric::Lr));
                 plots.push(Plot {
-                    name: c.compare.then(|| short_id(id)),
+                    name: Some(if c.compare { named("") } else { "lr".into() }),
                     points,
                     style: Style::default().fg(color),
                     graph: GraphType::Line,
+                    value,
+                    at,
                 });
             }
             Panel::Throughput => {
+                let label = if c.compare { named("") } else { "train".into() };
                 step_plots(
                     app,
                     run,
@@ -326,7 +466,7 @@ fn chart_panel(app: &mut App, runs: &[&RunEntry], f: &mut Frame, area: Rect, whi
                     c,
                     buckets,
                     &tf,
-                    "train",
+                    &label,
                     &mut plots,
                 );
             }
@@ -343,8 +483,8 @@ fn chart_panel(app: &mut App, runs: &[&RunEntry], f: &mut Frame, area: Rect, whi
         }
     }
     let inner = block.inner(area);
+    f.render_widget(block, area);
     if y0 > y1 {
-        f.render_widget(block, area);
         placeholder(f, inner, "no data in this window yet");
         return;
     }
@@ -369,6 +509,37 @@ fn chart_panel(app: &mut App, runs: &[&RunEntry], f: &mut Frame, area: Rect, whi
     {
         y0 = 0.0;
     }
+    // The legend: above the plot, never over a curve; each series with its latest value (or the
+    // value under the cursor).
+    let fmt = |v: f64| match which {
+        Panel::Accuracy => format!("{v:.2}"),
+        Panel::Throughput => format::si(v),
+        _ => format::num(v),
+    };
+    let entries: Vec<(String, Style)> = plots
+        .iter()
+        .filter_map(|p| {
+            let name = p.name.as_ref()?;
+            let v = p.value.map_or("–".to_string(), fmt);
+            let at = match (c.cursor, p.at) {
+                (Some(_), Some(x)) => format!(" @{}", x_text(x, c.xaxis)),
+                _ => String::new(),
+            };
+            Some((
+                format!("━ {name} {v}{at}"),
+                p.style.remove_modifier(Modifier::BOLD),
+            ))
+        })
+        .collect();
+    let max_legend = (inner.height / 3).max(1) as usize;
+    let legend = legend_lines(&entries, inner.width as usize, max_legend);
+    let [legend_area, plot_area] =
+        Layout::vertical([Constraint::Length(legend.len() as u16), Constraint::Min(0)])
+            .areas(inner);
+    f.render_widget(Paragraph::new(legend), legend_area);
+    if plot_area.height < 2 {
+        return;
+    }
     let y_style = if log {
         AxisStyle::Log10
     } else if which == Panel::Throughput {
@@ -377,32 +548,110 @@ fn chart_panel(app: &mut App, runs: &[&RunEntry], f: &mut Frame, area: Rect, whi
         AxisStyle::Plain
     };
     let label_style = Style::default().fg(Color::DarkGray);
-    let n_y = if inner.height >= 8 { 3 } else { 2 };
-    let x_labels: Vec<Span> = format::axis_labels(c.x0, c.x1, 3, AxisStyle::Plain)
-        .into_iter()
-        .map(|l| Span::styled(l, label_style))
+    let n_y = if plot_area.height >= 8 { 3 } else { 2 };
+    let x_labels: Vec<Span> = [c.x0, (c.x0 + c.x1) / 2.0, c.x1]
+        .iter()
+        .map(|&x| Span::styled(x_text(x, c.xaxis), label_style))
         .collect();
     let y_labels: Vec<Span> = format::axis_labels(y0, y1, n_y, y_style)
         .into_iter()
         .map(|l| Span::styled(l, label_style))
         .collect();
-    let datasets: Vec<Dataset> = plots
+    let cursor_line: Vec<(f64, f64)> = c.cursor.map(|x| vec![(x, y0), (x, y1)]).unwrap_or_default();
+    let mut datasets: Vec<Dataset> = plots
         .iter()
         .map(|p| {
-            let mut d = Dataset::default()
+            Dataset::default()
                 .data(&p.points)
                 .marker(Marker::Braille)
                 .graph_type(p.graph)
-                .style(p.style);
-            if let Some(n) = &p.name {
-                d = d.name(n.clone());
-            }
-            d
+                .style(p.style)
         })
         .collect();
-    let chart = Chart::new(datasets).block(block);
-    let chart = super::axes_chart(chart, ([c.x0, c.x1], x_labels), ([y0, y1], y_labels), 60);
-    f.render_widget(chart, area);
+    if !cursor_line.is_empty() {
+        datasets.push(
+            Dataset::default()
+                .data(&cursor_line)
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(Style::default().fg(Color::White)),
+        );
+    }
+    let chart = Chart::new(datasets);
+    let chart = super::axes_chart(chart, ([c.x0, c.x1], x_labels), ([y0, y1], y_labels), None);
+    f.render_widget(chart, plot_area);
+}
+
+/// Legend entries packed into at most `max_lines` lines of `width`; what does not fit is counted.
+fn legend_lines(entries: &[(String, Style)], width: usize, max_lines: usize) -> Vec<Line<'static>> {
+    let mut lines: Vec<Vec<Span<'static>>> = vec![Vec::new()];
+    let mut used = 0usize;
+    let mut shown = 0usize;
+    for (text, style) in entries {
+        let w = text.chars().count() + 2;
+        if used > 0 && used + w > width {
+            if lines.len() == max_lines {
+                break;
+            }
+            lines.push(Vec::new());
+            used = 0;
+        }
+        let text = if w > width {
+            elide_middle(text, width.saturating_sub(2))
+        } else {
+            text.clone()
+        };
+        lines
+            .last_mut()
+            .unwrap()
+            .push(Span::styled(format!("{text}  "), *style));
+        used += w;
+        shown += 1;
+    }
+    if shown < entries.len()
+        && let Some(last) = lines.last_mut()
+    {
+        last.push(Span::styled(
+            format!("+{}", entries.len() - shown),
+            Style::default().fg(Color::DarkGray),
+        ));
+    }
+    lines
+        .into_iter()
+        .filter(|l| !l.is_empty())
+        .map(Line::from)
+        .collect()
+}
+
+/// The index of the step nearest to `x` (steps are in x order).
+fn nearest_step(run: &RunEntry, c: Ctx, x: f64) -> Option<usize> {
+    let s = &run.series.steps;
+    if s.is_empty() {
+        return None;
+    }
+    let t0 = t0(run);
+    let i = s.partition_point(|p| step_x(p, c.xaxis, t0) < x);
+    let cands = [i.saturating_sub(1), i.min(s.len() - 1)];
+    cands.into_iter().min_by(|&a, &b| {
+        let da = (step_x(&s[a], c.xaxis, t0) - x).abs();
+        let db = (step_x(&s[b], c.xaxis, t0) - x).abs();
+        da.partial_cmp(&db).unwrap_or(std::cmp::Ordering::Equal)
+    })
+}
+
+/// A step series' value for the legend: at the cursor (exact, the nearest step), else the last
+/// finite one. Returns (value, its x).
+fn step_value(run: &RunEntry, c: Ctx, y: impl Fn(usize) -> f64) -> (Option<f64>, Option<f64>) {
+    let s = &run.series.steps;
+    let t0 = t0(run);
+    let i = match c.cursor {
+        Some(x) => nearest_step(run, c, x),
+        None => (0..s.len()).rev().find(|&i| y(i).is_finite()),
+    };
+    match i {
+        Some(i) if y(i).is_finite() => (Some(y(i)), Some(step_x(&s[i], c.xaxis, t0))),
+        _ => (None, None),
+    }
 }
 
 /// Raw (dim) and smoothed (bright) lines of a step metric.
@@ -421,18 +670,16 @@ fn step_plots(
     let s = &run.series.steps;
     let n = s.len();
     let id = &run.summary.id;
-    let name = if c.compare {
-        short_id(id)
-    } else {
-        label.to_string()
-    };
     let raw = raw_points(app, run, metric, c, buckets, tf);
     if c.weight <= 0.0 {
+        let (value, at) = step_value(run, c, |i| s[i].get(metric));
         plots.push(Plot {
-            name: Some(name),
+            name: Some(label.to_string()),
             points: raw,
             style: Style::default().fg(color),
             graph: GraphType::Line,
+            value,
+            at,
         });
         return;
     }
@@ -441,6 +688,8 @@ fn step_plots(
         points: raw,
         style: Style::default().fg(Color::DarkGray),
         graph: GraphType::Line,
+        value: None,
+        at: None,
     });
     let ema = app.ema.entry((id.clone(), metric)).or_default();
     ema.update(
@@ -450,13 +699,15 @@ fn step_plots(
     );
     let v = &ema.values;
     let n = n.min(v.len());
+    let (value, at) = step_value(run, c, |i| if i < n { v[i] as f64 } else { f64::NAN });
     let ix = app.minmax.entry((id.clone(), metric, true)).or_default();
     // The EMA restarts with its weight: give the index a generation that changes with both.
     let generation = run.series.generation ^ (c.weight.to_bits().rotate_left(17));
     ix.update(generation, n, |i| v[i] as f64);
+    let t0 = t0(run);
     let smooth = decimate_indexed(
         n,
-        |i| s[i].x,
+        |i| step_x(&s[i], c.xaxis, t0),
         |i| tf(v[i] as f64),
         c.x0,
         c.x1,
@@ -465,13 +716,15 @@ fn step_plots(
     );
     plots.push(Plot {
         name: Some(if c.compare {
-            name
+            label.to_string()
         } else {
             format!("{label} (EMA)")
         }),
         points: smooth,
         style: Style::default().fg(color).add_modifier(Modifier::BOLD),
         graph: GraphType::Line,
+        value,
+        at,
     });
 }
 
@@ -490,9 +743,10 @@ fn raw_points(
         .entry((run.summary.id.clone(), metric, false))
         .or_default();
     ix.update(run.series.generation, s.len(), |i| s[i].get(metric));
+    let t0 = t0(run);
     decimate_indexed(
         s.len(),
-        |i| s[i].x,
+        |i| step_x(&s[i], c.xaxis, t0),
         |i| tf(s[i].get(metric)),
         c.x0,
         c.x1,
@@ -504,7 +758,7 @@ fn raw_points(
 #[allow(clippy::too_many_arguments)]
 fn eval_plot(
     run: &RunEntry,
-    value: impl Fn(&crate::rundir::events::Eval) -> f64,
+    value: impl Fn(&Eval) -> f64,
     name: Option<String>,
     style: Style,
     c: Ctx,
@@ -516,41 +770,31 @@ fn eval_plot(
     if e.iter().all(|(_, v)| !value(v).is_finite()) {
         return;
     }
-    let points = decimate(
-        e.len(),
-        |i| eval_x(&e[i].1),
-        |i| tf(value(&e[i].1)),
-        c.x0,
-        c.x1,
-        buckets,
-    );
+    let t0 = t0(run);
+    let xs = |i: usize| eval_xv(run, e[i].0, &e[i].1, c.xaxis, t0);
+    let points = decimate(e.len(), xs, |i| tf(value(&e[i].1)), c.x0, c.x1, buckets);
     let graph = if points.len() == 1 {
         GraphType::Scatter
     } else {
         GraphType::Line
+    };
+    let pick = match c.cursor {
+        Some(x) => (0..e.len())
+            .filter(|&i| value(&e[i].1).is_finite())
+            .min_by(|&a, &b| {
+                (xs(a) - x)
+                    .abs()
+                    .partial_cmp(&(xs(b) - x).abs())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            }),
+        None => (0..e.len()).rev().find(|&i| value(&e[i].1).is_finite()),
     };
     plots.push(Plot {
         name,
         points,
         style,
         graph,
+        value: pick.map(|i| value(&e[i].1)),
+        at: pick.map(xs),
     });
-}
-
-/// A run id without its timestamp when that is enough to tell runs apart in a legend.
-fn short_id(id: &str) -> String {
-    if id.chars().count() <= 24 {
-        id.to_string()
-    } else {
-        let tail: String = id
-            .chars()
-            .rev()
-            .take(15)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        let head: String = id.chars().take(8).collect();
-        format!("{head}…{tail}")
-    }
 }

@@ -201,28 +201,59 @@ fn render_processes(store: &Store, f: &mut Frame, area: Rect) {
     f.render_widget(table, inner);
 }
 
-/// The newest `gpu` event of each run that wrote some.
+/// The `gpu` events runs wrote: per run and device the newest sample (memory, utilization,
+/// temperature, power) and the history of its utilization and memory.
 fn render_run_samples(store: &Store, f: &mut Frame, area: Rect) {
-    let block = panel(" GPU samples written by runs ");
+    let block = panel(" GPU samples written by runs (newest, and history: util% · memory) ");
     let inner = block.inner(area);
     f.render_widget(block, area);
     let mut rows = Vec::new();
+    // Columns before the history, with their widths.
+    let fixed: u16 = 16 + 24 + 21 + 5 + 5 + 6 + 8 + 7;
+    // Nine columns, eight spaces between them.
+    let hist_w = inner.width.saturating_sub(fixed + 8).clamp(0, 61) as usize;
+    let run_w = inner
+        .width
+        .saturating_sub(fixed - 16 + 8 + hist_w as u16)
+        .max(16) as usize;
     for r in &store.runs {
-        if let Some((t, g)) = r.series.gpu.back() {
-            for d in &g.devices {
-                rows.push(Row::new(vec![
-                    r.summary.id.clone(),
-                    format!("{} {}", d.index, d.name),
-                    format!(
-                        "{} / {}",
-                        format::bytes(d.memory_used_bytes),
-                        format::bytes(d.memory_total_bytes)
-                    ),
-                    d.process_memory_bytes.map_or("–".into(), format::bytes),
-                    d.utilization.map_or("–".into(), |u| format!("{u}%")),
-                    format::utc_datetime(*t),
-                ]));
-            }
+        let Some((t, g)) = r.series.gpu.back() else {
+            continue;
+        };
+        for d in &g.devices {
+            let of_device = |f: &dyn Fn(&crate::rundir::events::GpuDeviceSample) -> Option<f64>| {
+                r.series
+                    .gpu
+                    .iter()
+                    .filter_map(|(_, g)| g.devices.iter().find(|x| x.index == d.index))
+                    .filter_map(f)
+                    .collect::<Vec<f64>>()
+            };
+            let util = of_device(&|x| x.utilization.map(f64::from));
+            let mem = of_device(&|x| {
+                (x.memory_total_bytes > 0)
+                    .then(|| x.memory_used_bytes as f64 / x.memory_total_bytes as f64 * 100.0)
+            });
+            let half = hist_w / 2;
+            rows.push(Row::new(vec![
+                super::super::runs_table::elide_middle(&r.summary.id, run_w),
+                super::super::runs_table::elide_middle(&format!("{} {}", d.index, d.name), 24),
+                format!(
+                    "{} / {}",
+                    format::bytes(d.memory_used_bytes),
+                    format::bytes(d.memory_total_bytes)
+                ),
+                d.utilization.map_or("–".into(), |u| format!("{u}%")),
+                d.temperature_c.map_or("–".into(), |c| format!("{c}°C")),
+                d.power_w.map_or("–".into(), |w| format!("{w:.0} W")),
+                format::utc_datetime(*t)
+                    .rsplit(' ')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                format!("{}", r.series.gpu.len()),
+                format!("{} {}", bars(&util, half), bars(&mem, half)),
+            ]));
         }
     }
     if rows.is_empty() {
@@ -233,21 +264,19 @@ fn render_run_samples(store: &Store, f: &mut Frame, area: Rect) {
         rows,
         [
             Constraint::Min(16),
-            Constraint::Length(26),
+            Constraint::Length(24),
             Constraint::Length(21),
-            Constraint::Length(9),
             Constraint::Length(5),
-            Constraint::Length(19),
+            Constraint::Length(5),
+            Constraint::Length(6),
+            Constraint::Length(8),
+            Constraint::Length(7),
+            Constraint::Length(hist_w as u16),
         ],
     )
     .header(
         Row::new(vec![
-            "run",
-            "device",
-            "memory",
-            "run's",
-            "util",
-            "sampled (UTC)",
+            "run", "device", "memory", "util", "temp", "power", "UTC", "samples", "history",
         ])
         .style(
             Style::default()
@@ -256,4 +285,13 @@ fn render_run_samples(store: &Store, f: &mut Frame, area: Rect) {
         ),
     );
     f.render_widget(table, inner);
+}
+
+/// The newest `width` percentages as block characters (▁ 0% … █ 100%).
+fn bars(values: &[f64], width: usize) -> String {
+    const B: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    values[values.len().saturating_sub(width)..]
+        .iter()
+        .map(|v| B[((v.clamp(0.0, 100.0) / 100.0) * 7.0).round() as usize])
+        .collect()
 }

@@ -9,7 +9,6 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{List, ListItem, ListState, Paragraph, Row, Table};
 
-use crate::rundir::RunStatus;
 use crate::rundir::events::ProbeResult;
 
 use super::super::app::App;
@@ -23,7 +22,7 @@ pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
     let [list_area, preview_area] =
         Layout::vertical([Constraint::Percentage(55), Constraint::Min(0)]).areas(left);
     let profiles: Vec<_> = store.run_profiles().collect();
-    let block = panel(" Profiles (p: probe) ");
+    let block = panel(" Profiles (n: new probe) ");
     let inner = block.inner(list_area);
     f.render_widget(block, list_area);
     if profiles.is_empty() {
@@ -40,7 +39,10 @@ pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
             .collect();
         let mut state = ListState::default().with_selected(Some(sel));
         f.render_stateful_widget(
-            List::new(items).highlight_style(Style::default().add_modifier(Modifier::REVERSED)),
+            List::new(items)
+                .highlight_symbol("▶ ")
+                .highlight_spacing(ratatui::widgets::HighlightSpacing::Always)
+                .highlight_style(Style::default().add_modifier(Modifier::REVERSED)),
             inner,
             &mut state,
         );
@@ -65,19 +67,37 @@ fn render_results(store: &Store, f: &mut Frame, area: Rect) {
     let inner = block.inner(area);
     f.render_widget(block, area);
     let mut rows: Vec<Row> = Vec::new();
+    // Probes in progress (or without results): one line each above the table.
+    let mut live: Vec<Line> = Vec::new();
     // (variant, resolution, device) → model → newest result.
     let mut groups: BTreeMap<(String, usize, String), BTreeMap<String, ProbeResult>> =
         BTreeMap::new();
     let dim = Style::default().fg(Color::DarkGray);
     for r in &store.runs {
         let s = &r.summary;
+        let probing = s.kind == "probe" && s.status.is_live();
+        if probing || (r.series.probes.is_empty() && s.kind == "probe") {
+            // A live probe: how far it got (its results so far follow, then its last trial).
+            let last = crate::rundir::tail_lines(&s.path.join(crate::rundir::STDOUT_LOG), 2048)
+                .ok()
+                .and_then(|l| l.into_iter().rev().find(|l| !l.trim().is_empty()))
+                .map(|l| l.trim().to_string())
+                .unwrap_or_default();
+            live.push(Line::from(vec![
+                Span::raw(format!("{} ", s.id)),
+                Span::styled(status_label(s.status), status_style(s.status)),
+                Span::raw(format!(
+                    " · {} measured{}",
+                    format::plural(r.series.probes.len() as u64, "model"),
+                    if last.is_empty() || !probing {
+                        String::new()
+                    } else {
+                        format!(" · {last}")
+                    }
+                )),
+            ]));
+        }
         if r.series.probes.is_empty() {
-            if s.kind == "probe" || (s.status == RunStatus::Running && s.kind.is_empty()) {
-                rows.push(Row::new(vec![
-                    Span::raw(s.id.clone()),
-                    Span::styled(status_label(s.status), status_style(s.status)),
-                ]));
-            }
             continue;
         }
         for (_, p) in &r.series.probes {
@@ -92,7 +112,7 @@ fn render_results(store: &Store, f: &mut Frame, area: Rect) {
                 Span::raw(p.resolution.to_string()),
                 Span::raw(p.device.clone()),
                 Span::styled(
-                    p.max_batch.map_or("none".into(), |m| m.to_string()),
+                    max_batch_text(p.max_batch),
                     Style::default().add_modifier(Modifier::BOLD),
                 ),
                 Span::raw(p.peak_bytes.map_or("–".into(), format::bytes)),
@@ -101,11 +121,17 @@ fn render_results(store: &Store, f: &mut Frame, area: Rect) {
             ]));
         }
     }
+    let [live_area, inner] = Layout::vertical([
+        Constraint::Length((live.len() as u16).min(inner.height / 3)),
+        Constraint::Min(0),
+    ])
+    .areas(inner);
+    f.render_widget(Paragraph::new(live), live_area);
     if rows.is_empty() {
         placeholder(
             f,
             inner,
-            "No probe results yet. Pick a profile on the left and press p: the probe finds the largest batch whose training step fits, for RepOpt-VGG and RepVGG.",
+            "No probe results yet. Pick a profile on the left and press n: the probe finds the largest batch whose training step fits, for RepOpt-VGG and RepVGG.",
         );
         return;
     }
@@ -118,6 +144,19 @@ fn render_results(store: &Store, f: &mut Frame, area: Rect) {
                 (Some(x), Some(y)) if y > 0.0 => format!("×{:.2}", x / y),
                 _ => "–".into(),
             };
+            // A MaxBS at the search's ceiling is a lower bound: so is a ratio over it.
+            let mb_ratio = match (a.max_batch, b.max_batch) {
+                (Some(x), Some(y)) if y > 0 => {
+                    let r = x as f64 / y as f64;
+                    match (x >= PROBE_CEILING, y >= PROBE_CEILING) {
+                        (false, false) => format!("×{r:.2}"),
+                        (true, false) => format!("≥ ×{r:.2}"),
+                        (false, true) => format!("≤ ×{r:.2}"),
+                        (true, true) => "? (both at the ceiling)".into(),
+                    }
+                }
+                _ => "–".into(),
+            };
             Some(Line::from(vec![
                 Span::styled(
                     format!(" RepOpt/RepVGG {variant}@{res} {device}: "),
@@ -126,7 +165,7 @@ fn render_results(store: &Store, f: &mut Frame, area: Rect) {
                 Span::styled(
                     format!(
                         "MaxBS {}  img/s@32 {}  img/s@max {}",
-                        ratio(a.max_batch.map(|v| v as f64), b.max_batch.map(|v| v as f64)),
+                        mb_ratio,
                         ratio(a.images_per_s_at_32, b.images_per_s_at_32),
                         ratio(a.images_per_s_at_max, b.images_per_s_at_max),
                     ),
@@ -177,11 +216,34 @@ fn render_results(store: &Store, f: &mut Frame, area: Rect) {
     f.render_widget(Paragraph::new(ratio_lines), ratio_area);
 }
 
+/// The upper end of the probe's search (`repopt-tui probe --max-batch`, default 4096; the
+/// `probe` event does not record it): a result there means "at least this".
+pub const PROBE_CEILING: usize = 4096;
+
+/// `472`, `≥ 4096` at the search's ceiling, `none` when not even batch 1 fits.
+pub fn max_batch_text(mb: Option<usize>) -> String {
+    match mb {
+        None => "none".into(),
+        Some(m) if m >= PROBE_CEILING => format!("≥ {m}"),
+        Some(m) => m.to_string(),
+    }
+}
+
 fn model_label(m: &str) -> &str {
     match m {
         "target" => "RepOpt",
         "repvgg" => "RepVGG",
         "hs" => "HS",
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_search_ceiling_reads_as_a_lower_bound() {
+        assert_eq!(super::max_batch_text(Some(472)), "472");
+        assert_eq!(super::max_batch_text(Some(4096)), "≥ 4096");
+        assert_eq!(super::max_batch_text(None), "none");
     }
 }

@@ -4,6 +4,7 @@
 mod charts;
 mod gpu;
 mod maxbs;
+mod pages;
 mod popup;
 mod runs;
 mod scales;
@@ -18,6 +19,7 @@ use crate::gpu::GpuStatus;
 use crate::rundir::RunStatus;
 
 use super::app::{App, MIN_HEIGHT, MIN_WIDTH, View};
+use super::format;
 use super::keymap;
 use super::store::{Store, lock};
 
@@ -47,6 +49,9 @@ pub fn render(app: &mut App, f: &mut Frame) {
         View::Scales => scales::render(app, &store, f, body),
         View::Gpu => gpu::render(app, &store, f, body),
         View::MaxBs => maxbs::render(app, &store, f, body),
+    }
+    if app.page.is_some() {
+        pages::render(app, &store, f, body);
     }
     render_status(app, &store, f, status);
     render_hints(app, f, hints);
@@ -115,7 +120,10 @@ fn render_tabs(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
         GpuStatus::Available { devices, .. } => format!("{devices} GPU"),
         GpuStatus::Unavailable(_) => "no GPU".into(),
     };
-    let right = format!("{live} running · {} runs · {gpu} ", store.runs.len());
+    let right = format!(
+        "{live} running · {} · {gpu} ",
+        format::plural(store.runs.len() as u64, "run")
+    );
     let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
     let room = (area.width as usize).saturating_sub(used);
     if room > right.chars().count() {
@@ -126,7 +134,37 @@ fn render_tabs(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
 }
 
 fn render_status(app: &App, store: &Store, f: &mut Frame, area: Rect) {
-    let line = if let Some(m) = &app.message {
+    let line = if app.filter_editing || (!app.filter.is_empty() && app.view == View::Runs) {
+        let shown = app.visible_runs(store).len();
+        let mut spans = vec![
+            Span::styled(
+                " /",
+                Style::default()
+                    .fg(Color::Cyan)
+                    .add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(app.filter.clone()),
+        ];
+        if app.filter_editing {
+            spans.push(Span::styled(
+                "▏",
+                Style::default().add_modifier(Modifier::SLOW_BLINK),
+            ));
+        }
+        spans.push(Span::styled(
+            format!(
+                "  {shown} of {} · {}",
+                format::plural(store.runs.len() as u64, "run"),
+                if app.filter_editing {
+                    "enter keeps, esc clears"
+                } else {
+                    "/ edits, esc clears"
+                }
+            ),
+            Style::default().fg(Color::DarkGray),
+        ));
+        Line::from(spans)
+    } else if let Some(m) = &app.message {
         let style = if m.error {
             Style::default().fg(Color::Red).add_modifier(Modifier::BOLD)
         } else {
@@ -146,7 +184,8 @@ fn render_status(app: &App, store: &Store, f: &mut Frame, area: Rect) {
                 (d + r.bytes_read, t + r.bytes_total)
             });
             text.push_str(&format!(
-                " · loading {loading} run(s) {}%",
+                " · loading {} {}%",
+                format::plural(loading as u64, "run"),
                 (done * 100).checked_div(total).unwrap_or(0)
             ));
         }
@@ -158,10 +197,22 @@ fn render_status(app: &App, store: &Store, f: &mut Frame, area: Rect) {
 fn render_hints(app: &App, f: &mut Frame, area: Rect) {
     let mut spans = Vec::new();
     let mut width = 0usize;
-    for (keys, word) in keymap::hints(app.context()) {
+    let mut hints = keymap::hints(app.context());
+    // "? help" always fits: it goes first when the bar is short.
+    if let Some(i) = hints.iter().position(|(k, _)| k == "?") {
+        let total: usize = hints
+            .iter()
+            .map(|(k, w)| k.chars().count() + w.chars().count() + 3)
+            .sum();
+        if total > area.width as usize {
+            let h = hints.remove(i);
+            hints.insert(0, h);
+        }
+    }
+    for (keys, word) in hints {
         let w = keys.chars().count() + word.chars().count() + 3;
         if width + w > area.width as usize {
-            break;
+            continue;
         }
         width += w;
         spans.push(Span::styled(
@@ -204,16 +255,9 @@ pub(crate) fn status_label(s: RunStatus) -> String {
     format!("{sym} {s}")
 }
 
-/// Short name of a run kind.
+/// Short name of a run kind (one name per kind in every view).
 pub(crate) fn kind_label(kind: &str) -> &str {
-    match kind {
-        "hyper_search" => "HS",
-        "target" => "RepOpt",
-        "baseline" => "RepVGG",
-        "ablation" => "ablation",
-        "" => "?",
-        other => other,
-    }
+    super::runs_table::kind_label(kind)
 }
 
 /// Colors of runs overlaid on one chart, in marking order.
@@ -246,22 +290,24 @@ pub(crate) fn placeholder(f: &mut Frame, area: Rect, text: &str) {
     );
 }
 
-/// A chart with grey-labelled axes over the given bounds and a top-right legend, hidden when the
-/// chart is narrower than `legend_pct` percent of the legend's needs (as ratatui measures it).
+/// A chart with grey-labelled axes over the given bounds. With `legend_pct`, ratatui's legend at
+/// the top right, hidden when the chart is narrower than that percentage of its needs; the
+/// charts view draws its legends itself, above the plot (never over a curve).
 pub(crate) fn axes_chart<'a>(
     chart: ratatui::widgets::Chart<'a>,
     x: ([f64; 2], Vec<Span<'a>>),
     y: ([f64; 2], Vec<Span<'a>>),
-    legend_pct: u16,
+    legend_pct: Option<u16>,
 ) -> ratatui::widgets::Chart<'a> {
     use ratatui::widgets::{Axis, LegendPosition};
     let label_style = Style::default().fg(Color::DarkGray);
-    chart
+    let chart = chart
         .x_axis(Axis::default().bounds(x.0).labels(x.1).style(label_style))
-        .y_axis(Axis::default().bounds(y.0).labels(y.1).style(label_style))
-        .legend_position(Some(LegendPosition::TopRight))
-        .hidden_legend_constraints((
-            Constraint::Percentage(legend_pct),
-            Constraint::Percentage(60),
-        ))
+        .y_axis(Axis::default().bounds(y.0).labels(y.1).style(label_style));
+    match legend_pct {
+        Some(pct) => chart
+            .legend_position(Some(LegendPosition::TopRight))
+            .hidden_legend_constraints((Constraint::Percentage(pct), Constraint::Percentage(60))),
+        None => chart.legend_position(None),
+    }
 }

@@ -29,7 +29,7 @@ pub fn render(app: &mut App, f: &mut Frame, area: Rect) {
     match popup {
         Popup::Help { scroll } => {
             let rows = keymap::help_rows();
-            let r = centered(area, 74, area.height.saturating_sub(2));
+            let r = centered(area, 110, area.height.saturating_sub(2));
             f.render_widget(Clear, r);
             let block = panel(" Help · keys (generated from the keymap) · esc closes ");
             let inner = block.inner(r);
@@ -137,7 +137,10 @@ pub fn render(app: &mut App, f: &mut Frame, area: Rect) {
             let mut state = ListState::default().with_selected(Some(*selected));
             let [list_area] = Layout::vertical([Constraint::Min(0)]).areas(inner);
             f.render_stateful_widget(
-                List::new(list).highlight_style(Style::default().add_modifier(Modifier::REVERSED)),
+                List::new(list)
+                    .highlight_symbol("▶ ")
+                    .highlight_spacing(ratatui::widgets::HighlightSpacing::Always)
+                    .highlight_style(Style::default().add_modifier(Modifier::REVERSED)),
                 list_area,
                 &mut state,
             );

@@ -1,20 +1,24 @@
 //! The runs list and the selected run's details.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{LineGauge, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{
+    Cell, HighlightSpacing, LineGauge, Paragraph, Row, Table, TableState, Wrap,
+};
 
 use crate::rundir::{RunStatus, STDOUT_LOG};
 
 use super::super::app::App;
 use super::super::format;
+use super::super::runs_table::kind_label;
+use super::super::runs_table::{Column, elide_middle};
 use super::super::store::{RunEntry, Store};
-use super::{kind_label, panel, placeholder, status_label, status_style};
+use super::{panel, placeholder, status_label, status_style};
 
 pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
-    let rows_wanted = store.runs.len().max(1) as u16 + 3;
+    let rows_wanted = app.visible_runs(store).len().max(1) as u16 + 3;
     let list_h = rows_wanted
         .min(area.height.saturating_mul(3) / 5)
         .max(3.min(area.height));
@@ -26,15 +30,22 @@ pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
 }
 
 fn render_list(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
-    let title = if app.marked.is_empty() {
+    let visible = app.visible_runs(store);
+    let mut title = if visible.len() == store.runs.len() {
         format!(" Runs ({}) ", store.runs.len())
     } else {
-        format!(
-            " Runs ({}) · {} marked for comparison ",
-            store.runs.len(),
-            app.marked.len()
-        )
+        format!(" Runs ({} of {}) ", visible.len(), store.runs.len())
     };
+    if let Some(c) = app.sort.column {
+        title.push_str(&format!(
+            "· sorted by {} {} ",
+            c.header(),
+            if app.sort.descending { "▼" } else { "▲" }
+        ));
+    }
+    if !app.marked.is_empty() {
+        title.push_str(&format!("· {} marked ", app.marked.len()));
+    }
     let block = panel(title);
     let inner = block.inner(area);
     f.render_widget(block, area);
@@ -47,70 +58,96 @@ fn render_list(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
         app.regions.runs_rows = Rect::default();
         return;
     }
-    let wide = inner.width >= 100;
-    let mid = inner.width >= 80;
-    let mut header = vec!["", "status", "run"];
-    let mut widths = vec![
-        Constraint::Length(1),
-        Constraint::Length(13),
-        Constraint::Min(18),
-    ];
-    if mid {
-        header.push("kind");
-        widths.push(Constraint::Length(8));
+    if visible.is_empty() {
+        placeholder(
+            f,
+            inner,
+            &format!(
+                "No run matches the filter \"{}\" (esc clears it).",
+                app.filter
+            ),
+        );
+        app.regions.runs_rows = Rect::default();
+        return;
     }
-    header.extend(["model", "epoch", "top-1"]);
-    widths.extend([
-        Constraint::Length(5),
-        Constraint::Length(7),
-        Constraint::Length(6),
-    ]);
-    if wide {
-        header.extend(["loss", "img/s"]);
-        widths.extend([Constraint::Length(6), Constraint::Length(6)]);
+    // The user's columns, dropping the least important ones until they fit (status and run stay).
+    // Before them: the selection symbol (2 cells), the mark (1) and one space after each column.
+    let fixed = 3u16;
+    let run_min = 20u16;
+    let mut cols = app.columns.clone();
+    let others = |cols: &[Column]| -> u16 {
+        fixed
+            + cols
+                .iter()
+                .map(|c| if *c == Column::Run { 1 } else { c.width() + 1 })
+                .sum::<u16>()
+    };
+    while others(&cols) + run_min > inner.width {
+        let Some((i, _)) = cols
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.priority() < 255)
+            .min_by_key(|(_, c)| c.priority())
+        else {
+            break;
+        };
+        cols.remove(i);
     }
-    header.push("age");
-    widths.push(Constraint::Length(4));
-
-    let rows: Vec<Row> = store
-        .runs
+    let longest = visible
         .iter()
-        .map(|r| {
+        .map(|&i| store.runs[i].summary.id.chars().count())
+        .max()
+        .unwrap_or(3) as u16;
+    let run_w = inner
+        .width
+        .saturating_sub(others(&cols))
+        .min(longest.max(3))
+        .max(3);
+    let mut header: Vec<Cell> = vec![Cell::from("")];
+    let mut widths = vec![Constraint::Length(1)];
+    for c in &cols {
+        let mut h = c.header().to_string();
+        if app.sort.column == Some(*c) {
+            h.push(if app.sort.descending { '▼' } else { '▲' });
+        }
+        let w = if *c == Column::Run { run_w } else { c.width() };
+        header.push(if c.numeric() {
+            Cell::from(Line::from(h).alignment(Alignment::Right))
+        } else {
+            Cell::from(h)
+        });
+        widths.push(Constraint::Length(w));
+    }
+    let rows: Vec<Row> = visible
+        .iter()
+        .map(|&i| {
+            let r = &store.runs[i];
             let s = &r.summary;
             let mark = if app.marked.contains(&s.id) { "*" } else { " " };
-            let epoch = match (s.epoch, s.epochs) {
-                (Some(e), Some(n)) => format!("{}/{n}", (e + 1).min(n)),
-                (None, Some(n)) => format!("0/{n}"),
-                _ => "–".into(),
-            };
-            let mut cells = vec![
-                Span::styled(mark, Style::default().fg(Color::Yellow)),
-                Span::styled(status_label(s.status), status_style(s.status)),
-                Span::raw(s.id.clone()),
-            ];
-            if mid {
-                cells.push(Span::raw(kind_label(&s.kind).to_string()));
+            let mut cells = vec![Cell::from(Span::styled(
+                mark,
+                Style::default()
+                    .fg(Color::Yellow)
+                    .add_modifier(Modifier::BOLD),
+            ))];
+            for c in &cols {
+                let text = c.cell(r, app.now);
+                let cell = match c {
+                    Column::Status => Cell::from(Span::styled(text, status_style(s.status))),
+                    Column::Run => Cell::from(elide_middle(&text, run_w as usize)),
+                    _ if c.numeric() => Cell::from(Line::from(text).alignment(Alignment::Right)),
+                    _ => Cell::from(text),
+                };
+                cells.push(cell);
             }
-            cells.push(Span::raw(s.variant.clone()));
-            cells.push(Span::raw(epoch));
-            cells.push(Span::raw(
-                s.best_top1.map_or("–".into(), |v| format!("{v:.2}")),
-            ));
-            if wide {
-                cells.push(Span::raw(s.last_loss.map_or("–".into(), format::num)));
-                cells.push(Span::raw(s.images_per_s.map_or("–".into(), format::si)));
-            }
-            cells.push(Span::raw(
-                s.last_update()
-                    .map_or("–".into(), |t| format::age(app.now, t)),
-            ));
             Row::new(cells)
         })
         .collect();
-    let selected = app
-        .selected
-        .as_ref()
-        .and_then(|id| store.runs.iter().position(|r| &r.summary.id == id));
+    let selected = app.selected.as_ref().and_then(|id| {
+        visible
+            .iter()
+            .position(|&i| &store.runs[i].summary.id == id)
+    });
     let mut state = TableState::default().with_selected(selected);
     // Keep the selection visible the way Table would, and remember the offset for the mouse.
     let body_h = inner.height.saturating_sub(1) as usize;
@@ -129,6 +166,9 @@ fn render_list(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
             ),
         )
         .column_spacing(1)
+        // A symbol, not only a colour: the selection stays visible under NO_COLOR.
+        .highlight_symbol("▶ ")
+        .highlight_spacing(HighlightSpacing::Always)
         .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
     f.render_stateful_widget(table, inner, &mut state);
     app.regions.runs_rows = Rect::new(
@@ -169,7 +209,7 @@ fn render_details(app: &App, run: Option<&RunEntry>, f: &mut Frame, area: Rect) 
     let kind = if s.kind.is_empty() {
         "kind unknown yet".to_string()
     } else {
-        format!("{} ({})", kind_label(&s.kind), s.kind)
+        kind_label(&s.kind).to_string()
     };
     let mut what = vec![kind];
     if !s.variant.is_empty() {
@@ -181,14 +221,58 @@ fn render_details(app: &App, run: Option<&RunEntry>, f: &mut Frame, area: Rect) 
     if !s.devices.is_empty() {
         what.push(format!("on {}", s.devices.join(",")));
     }
-    if let Some(b) = s.batch_size {
+    if let Some(b) = s.batch_size.filter(|b| *b > 0) {
         what.push(format!("batch {b}/device"));
     }
     lines.push(Line::from(what.join(" · ")));
+    let c = &run.config;
+    if let Some(e) = &c.error {
+        lines.push(Line::styled(
+            format!("profile.ron: {e}"),
+            Style::default().fg(Color::Yellow),
+        ));
+    } else if c.lr.is_some() {
+        let mut cfg = Vec::new();
+        if let Some(lr) = c.lr {
+            cfg.push(format!("lr {}", format::num(lr)));
+        }
+        if let Some(b) = c.total_batch {
+            cfg.push(format!("total batch {b}"));
+        }
+        if let Some(w) = c.weight_decay {
+            cfg.push(format!("weight decay {}", format::num(w)));
+        }
+        if let Some(e) = c.epochs {
+            cfg.push(format::plural(e as u64, "epoch"));
+        }
+        if let Some(d) = &c.data {
+            cfg.push(format!("data {d}"));
+        }
+        lines.push(Line::styled(
+            format!(
+                "profile: {}  (p shows it, d diffs marked runs)",
+                cfg.join(" · ")
+            ),
+            dim,
+        ));
+    }
+    if s.kind == "probe" {
+        let done = run.series.probes.len();
+        let mut line = format!("{} measured", format::plural(done as u64, "model"));
+        if s.status.is_live()
+            && let Some(last) = log_tail(&s.path.join(STDOUT_LOG), 1)
+        {
+            line.push_str(&format!(" · last trial: {}", last.join("").trim()));
+        }
+        lines.push(Line::from(line));
+    }
 
     let mut metrics = Vec::new();
     if let Some(l) = s.last_loss {
-        metrics.push(format!("loss {}", format::num(l)));
+        metrics.push(format!("train loss {}", format::num(l)));
+    }
+    if let Some((_, e)) = run.series.evals.last() {
+        metrics.push(format!("val loss {}", format::num(e.loss)));
     }
     if let Some(t) = s.last_top1 {
         metrics.push(format!("top-1 {t:.2}"));
@@ -229,8 +313,8 @@ fn render_details(app: &App, run: Option<&RunEntry>, f: &mut Frame, area: Rect) 
     if s.checkpoints > 0 || s.last_checkpoint.is_some() {
         lines.push(Line::styled(
             format!(
-                "{} checkpoint(s), last {}",
-                s.checkpoints,
+                "{}, last {}",
+                format::plural(s.checkpoints as u64, "checkpoint"),
                 s.last_checkpoint.as_deref().unwrap_or("–")
             ),
             dim,
@@ -295,7 +379,7 @@ fn render_details(app: &App, run: Option<&RunEntry>, f: &mut Frame, area: Rect) 
         }
     }
 
-    let gauge_h = u16::from(s.epochs.is_some() && inner.height >= 3);
+    let gauge_h = u16::from(s.epochs.is_some_and(|e| e > 0) && inner.height >= 3);
     let [gauge_area, text_area] =
         Layout::vertical([Constraint::Length(gauge_h), Constraint::Min(0)]).areas(inner);
     if gauge_h > 0 {

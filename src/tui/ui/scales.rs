@@ -209,7 +209,7 @@ fn render_overview(e: &ScalesEvent, sel: usize, f: &mut Frame, area: Rect) {
         );
     }
     let chart = Chart::new(datasets).block(block);
-    let chart = super::axes_chart(chart, ([0.0, x1], x_labels), ([y0, y1], y_labels), 50);
+    let chart = super::axes_chart(chart, ([0.0, x1], x_labels), ([y0, y1], y_labels), Some(50));
     f.render_widget(chart, area);
 }
 
@@ -299,7 +299,7 @@ fn render_history(
         .map(|l| Span::styled(l, label_style))
         .collect();
     let chart = Chart::new(datasets).block(block);
-    let chart = super::axes_chart(chart, ([x0, x1], x_labels), ([y0, y1], y_labels), 40);
+    let chart = super::axes_chart(chart, ([x0, x1], x_labels), ([y0, y1], y_labels), Some(40));
     f.render_widget(chart, area);
 }
 
@@ -380,6 +380,7 @@ fn render_table(e: &ScalesEvent, sel: usize, f: &mut Frame, area: Rect) {
                     .add_modifier(Modifier::BOLD),
             ),
         )
+        .highlight_symbol("▶ ")
         .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
     f.render_stateful_widget(table, inner, &mut state);
 }
