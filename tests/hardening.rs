@@ -429,6 +429,7 @@ fn kill_9_at_random_moments_never_breaks_the_run() {
         16,
     );
     let dir = runs.join("k9");
+    let notes = tmp.path().join("stderr.log");
     // Deterministic "random" delays (xorshift), 0.05–1.5 s after the process shows progress.
     let mut x: u64 = 0x9e3779b97f4a7c15;
     let mut resumed = 0;
@@ -438,7 +439,13 @@ fn kill_9_at_random_moments_never_breaks_the_run() {
             .arg(&runs)
             .args(["--run-id", "k9"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&notes)
+                    .unwrap(),
+            );
         if dir.join("events.jsonl").exists() {
             cmd.arg("--resume");
         }
@@ -475,7 +482,23 @@ fn kill_9_at_random_moments_never_breaks_the_run() {
     ]);
     assert!(out.status.success());
     let ev = events(&dir);
-    assert!(ev.iter().filter(|e| matches!(e.body, EventBody::Started(_))).count() >= 10);
+    let starts: Vec<Option<String>> = ev
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Started(s) => Some(s.resumed_from.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(starts.len() >= 10, "{starts:?}");
+    // Work survived the kills: later processes resumed from checkpoints.
+    let resumed_from_ckpt = starts.iter().filter(|s| s.is_some()).count();
+    assert!(resumed_from_ckpt >= 5, "{starts:?}");
+    let cleaned = std::fs::read_to_string(&notes).unwrap_or_default();
+    eprintln!(
+        "kill -9 loop: {} starts, {resumed_from_ckpt} resumed from a checkpoint, {} temporaries of interrupted writes removed",
+        starts.len(),
+        cleaned.matches("left by an interrupted write").count()
+    );
     assert!(matches!(ev.last().unwrap().body, EventBody::Stopped(_)));
     assert!(temporaries(&dir).is_empty(), "{:?}", temporaries(&dir));
     for p in repopt_tui::train::checkpoint::list(&dir.join("ckpt")) {
@@ -683,4 +706,139 @@ fn a_profile_with_a_byte_order_mark_loads() {
         repopt_tui::profile::RunProfile::load(&bom).unwrap(),
         repopt_tui::profile::RunProfile::load(&plain).unwrap()
     );
+}
+
+#[test]
+fn a_diverged_model_with_a_finite_loss_is_failed_not_scored_or_checkpointed() {
+    // lr 1e6 without clipping: the training loss stays finite for an epoch, the weights do not.
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let text = std::fs::read_to_string(tiny_profile(tmp.path(), "x", 3, "", 32))
+        .unwrap()
+        .replace("lr: 0.05,", "lr: 1e6,")
+        .replace("warmup_epochs: 0.5,", "");
+    let profile = tmp.path().join("diverge.ron");
+    std::fs::write(&profile, text).unwrap();
+    let out = run(&[
+        "--profile",
+        profile.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--run-id",
+        "big-lr",
+    ]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("val loss NaN"), "{stdout}");
+    let ev = events(&runs.join("big-lr"));
+    let failed = ev
+        .iter()
+        .find_map(|e| match &e.body {
+            EventBody::Failed(f) => Some(f.message.clone()),
+            _ => None,
+        })
+        .expect("failed event");
+    assert!(
+        failed.contains("the model is not finite") && failed.contains("weights are NaN or infinite"),
+        "{failed}"
+    );
+    assert!(!ev.iter().any(|e| matches!(e.body, EventBody::Eval(_))));
+    assert!(repopt_tui::train::checkpoint::list(&runs.join("big-lr/ckpt")).is_empty());
+    assert!(!runs.join("big-lr/ckpt/best.ckpt").exists());
+}
+
+#[test]
+fn export_of_a_checkpoint_copied_out_of_its_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let profile = tiny_profile(tmp.path(), "exp", 1, "", 32);
+    assert!(
+        run(&[
+            "--profile",
+            profile.to_str().unwrap(),
+            "--runs-dir",
+            runs.to_str().unwrap(),
+            "--run-id",
+            "exp",
+        ])
+        .status
+        .success()
+    );
+    let loose = tmp.path().join("loose.ckpt");
+    std::fs::copy(runs.join("exp/ckpt/e0001-i000000006.ckpt"), &loose).unwrap();
+    let out_file = tmp.path().join("w.safetensors");
+    let out = run(&[
+        "export",
+        loose.to_str().unwrap(),
+        "-o",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    // The same tensors as the run's own final weights (written from the same model).
+    let read = |p: &Path| {
+        let (_, t) =
+            repopt_tui::interop::safetensors::from_bytes(&std::fs::read(p).unwrap()).unwrap();
+        let mut t: Vec<(String, Vec<f32>)> = t
+            .into_iter()
+            .map(|(n, d)| (n, d.to_vec::<f32>().unwrap()))
+            .collect();
+        t.sort_by(|a, b| a.0.cmp(&b.0));
+        t
+    };
+    assert_eq!(read(&out_file), read(&runs.join("exp/model.safetensors")));
+}
+
+#[test]
+fn resume_with_a_different_profile_says_the_frozen_one_is_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let profile = tiny_profile(tmp.path(), "frz", 2, "", 32);
+    let args = [
+        "--profile",
+        profile.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--run-id",
+        "frz",
+        "--stop-after",
+        "2",
+    ];
+    assert!(run(&args).status.success());
+    let other = tmp.path().join("other.ron");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&profile)
+            .unwrap()
+            .replace("lr: 0.05,", "lr: 0.5,"),
+    )
+    .unwrap();
+    let out = run(&[
+        "--profile",
+        other.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--run-id",
+        "frz",
+        "--resume",
+        "--stop-after",
+        "1",
+    ]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("continues with the run's frozen profile") && stderr.contains("differs from it in recipe"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_image_folder_with_one_class_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("train/cat")).unwrap();
+    std::fs::create_dir_all(tmp.path().join("val/cat")).unwrap();
+    let e = repopt_tui::data::folder::open_image_folder(tmp.path(), false)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("has one class folder (cat)") && e.contains("at least two"), "{e}");
 }
