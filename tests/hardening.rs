@@ -180,7 +180,9 @@ fn under_nohup_sighup_stays_ignored_and_the_run_goes_on() {
     wait_for("the run steps", || step_events(&dir) >= 2);
     signal(&child, libc::SIGHUP);
     let after = step_events(&dir);
-    wait_for("the run goes on after SIGHUP", || step_events(&dir) >= after + 3);
+    wait_for("the run goes on after SIGHUP", || {
+        step_events(&dir) >= after + 3
+    });
     assert!(child.try_wait().unwrap().is_none());
     signal(&child, libc::SIGINT);
     assert!(wait_exit(&mut child).success());
@@ -421,6 +423,7 @@ fn kill_9_at_random_moments_never_breaks_the_run() {
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");
     // A checkpoint every ~1 s too (every_minutes 0.01 = 0.6 s), so kills land in writes as well.
+    // T1: checkpoints of ~4 MB, so a write takes long enough to be hit.
     let profile = tiny_profile(
         tmp.path(),
         "k9",
@@ -428,6 +431,10 @@ fn kill_9_at_random_moments_never_breaks_the_run() {
         "checkpoint: (every_minutes: 0.01, keep_last: 2),",
         16,
     );
+    let text = std::fs::read_to_string(&profile)
+        .unwrap()
+        .replace("variant: \"T0\"", "variant: \"T1\"");
+    std::fs::write(&profile, text).unwrap();
     let dir = runs.join("k9");
     let notes = tmp.path().join("stderr.log");
     // Deterministic "random" delays (xorshift), 0.05–1.5 s after the process shows progress.
@@ -459,7 +466,18 @@ fn kill_9_at_random_moments_never_breaks_the_run() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        std::thread::sleep(Duration::from_millis(50 + x % 1450));
+        if round % 2 == 1 {
+            // Kill inside a checkpoint write: as soon as its temporary file shows up.
+            let start = Instant::now();
+            while temporaries(&dir).is_empty()
+                && start.elapsed() < Duration::from_secs(20)
+                && child.try_wait().unwrap().is_none()
+            {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(50 + x % 1450));
+        }
         signal(&child, libc::SIGKILL);
         let _ = wait_exit(&mut child);
         // events.jsonl may end in a torn line here; the next process cuts it off.
@@ -493,6 +511,12 @@ fn kill_9_at_random_moments_never_breaks_the_run() {
     // Work survived the kills: later processes resumed from checkpoints.
     let resumed_from_ckpt = starts.iter().filter(|s| s.is_some()).count();
     assert!(resumed_from_ckpt >= 5, "{starts:?}");
+    // Some kills landed inside checkpoint writes, and their temporaries were removed.
+    assert!(
+        std::fs::read_to_string(&notes)
+            .unwrap_or_default()
+            .contains("left by an interrupted write")
+    );
     let cleaned = std::fs::read_to_string(&notes).unwrap_or_default();
     eprintln!(
         "kill -9 loop: {} starts, {resumed_from_ckpt} resumed from a checkpoint, {} temporaries of interrupted writes removed",
@@ -524,7 +548,11 @@ fn leftover_temporaries_are_removed_when_the_run_starts_again() {
     assert!(run(&args).status.success());
     let dir = runs.join("tmpf");
     // What kill -9 during a write leaves (pid 999999 is not this process).
-    std::fs::write(dir.join("ckpt/.e0001-i000000006.ckpt.tmp-999999"), vec![0u8; 4096]).unwrap();
+    std::fs::write(
+        dir.join("ckpt/.e0001-i000000006.ckpt.tmp-999999"),
+        vec![0u8; 4096],
+    )
+    .unwrap();
     std::fs::write(dir.join(".model.safetensors.tmp-999999"), b"x").unwrap();
     std::fs::write(dir.join("ckpt/.best.ckpt.tmp"), b"x").unwrap();
     let mut resume = args.to_vec();
@@ -617,9 +645,18 @@ fn bad_run_ids_and_flags_are_refused_before_anything_is_written() {
             &["verify", "--resolution", "0"][..],
             "--resolution must be between 1 and 1024",
         ),
-        (&["verify", "--lr", "NaN"][..], "--lr must be a positive number"),
         (
-            &["probe", "--profile", profile.to_str().unwrap(), "--steps", "0"][..],
+            &["verify", "--lr", "NaN"][..],
+            "--lr must be a positive number",
+        ),
+        (
+            &[
+                "probe",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--steps",
+                "0",
+            ][..],
             "--steps must be at least 1",
         ),
         (
@@ -688,10 +725,21 @@ fn non_finite_weights_are_never_scored_and_verify_fails_on_them() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("top-1"));
 
     // verify with a learning rate that diverges: non-finite values are a failure, not a PASS.
-    let out = run(&["verify", "--lr", "1e6", "--steps", "5", "--resolution", "16"]);
+    let out = run(&[
+        "verify",
+        "--lr",
+        "1e6",
+        "--steps",
+        "5",
+        "--resolution",
+        "16",
+    ]);
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("FAIL") && !stdout.contains("PASS"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL") && !stdout.contains("PASS"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -739,7 +787,8 @@ fn a_diverged_model_with_a_finite_loss_is_failed_not_scored_or_checkpointed() {
         })
         .expect("failed event");
     assert!(
-        failed.contains("the model is not finite") && failed.contains("weights are NaN or infinite"),
+        failed.contains("the model is not finite")
+            && failed.contains("weights are NaN or infinite"),
         "{failed}"
     );
     assert!(!ev.iter().any(|e| matches!(e.body, EventBody::Eval(_))));
@@ -826,7 +875,8 @@ fn resume_with_a_different_profile_says_the_frozen_one_is_used() {
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("continues with the run's frozen profile") && stderr.contains("differs from it in recipe"),
+        stderr.contains("continues with the run's frozen profile")
+            && stderr.contains("differs from it in recipe"),
         "{stderr}"
     );
 }
@@ -840,5 +890,41 @@ fn an_image_folder_with_one_class_is_refused() {
         .err()
         .unwrap()
         .to_string();
-    assert!(e.contains("has one class folder (cat)") && e.contains("at least two"), "{e}");
+    assert!(
+        e.contains("has one class folder (cat)") && e.contains("at least two"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unwritable_export_scales_path_fails_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let text = std::fs::read_to_string(tiny_profile(tmp.path(), "x", 1, "", 32))
+        .unwrap()
+        .replace("kind: Ablation", "kind: HyperSearch");
+    let profile = tmp.path().join("hs.ron");
+    std::fs::write(
+        &profile,
+        text.replace(
+            "log_every: 1,",
+            "log_every: 1, export_scales: \"/nonexistent-dir/sub/mine.ron\",",
+        ),
+    )
+    .unwrap();
+    let out = run(&[
+        "--profile",
+        profile.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--run-id",
+        "hs",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("export_scales: cannot write into /nonexistent-dir/sub"),
+        "{stderr}"
+    );
+    assert!(!runs.join("hs/events.jsonl").exists(), "nothing trained");
 }

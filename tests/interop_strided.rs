@@ -35,7 +35,9 @@ fn a_view_of_another_dtype_is_refused_by_name() {
     assert!(matches!(e, ImportError::Strided { .. }), "{e}");
     let msg = e.to_string();
     assert!(
-        msg.contains("'half_transposed'") && msg.contains("HalfStorage") && msg.contains(".contiguous()"),
+        msg.contains("'half_transposed'")
+            && msg.contains("HalfStorage")
+            && msg.contains(".contiguous()"),
         "{msg}"
     );
 }

@@ -19,7 +19,13 @@ pub struct ModelsArgs {
 pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
     crate::outln!(
         "{:<7} {:>16} {:>6} {:>14} {:>14} {:>14} {:>14}",
-        "variant", "blocks", "a/b", "target", "HS", "RepVGG", "deploy"
+        "variant",
+        "blocks",
+        "a/b",
+        "target",
+        "HS",
+        "RepVGG",
+        "deploy"
     );
     for v in VARIANTS {
         let count = |kind, classes| {
@@ -38,7 +44,8 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
     }
     crate::outln!(
         "parameters: target, RepVGG and deploy with {} classes, HS with {}; T0 and T1 are small variants for tests and CPU demos",
-        args.classes, args.hs_classes
+        args.classes,
+        args.hs_classes
     );
     Ok(ExitCode::SUCCESS)
 }

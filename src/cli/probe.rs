@@ -310,7 +310,11 @@ pub fn probe(args: ProbeArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
 
     crate::outln!(
         "\n{:<8} {:>8} {:>12} {:>14} {:>14}",
-        "model", "MaxBS", "peak", "img/s @32", "img/s @MaxBS"
+        "model",
+        "MaxBS",
+        "peak",
+        "img/s @32",
+        "img/s @MaxBS"
     );
     for r in &results {
         crate::outln!(

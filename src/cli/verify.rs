@@ -64,7 +64,10 @@ impl BackendTask for VerifyTask {
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     // Range checks before anything is allocated.
     if args.resolution == 0 || args.resolution > 1024 {
-        anyhow::bail!("--resolution must be between 1 and 1024, not {}", args.resolution);
+        anyhow::bail!(
+            "--resolution must be between 1 and 1024, not {}",
+            args.resolution
+        );
     }
     if args.batch == 0 || args.batch > 4096 {
         anyhow::bail!("--batch must be between 1 and 4096, not {}", args.batch);
@@ -72,13 +75,20 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     if args.steps == 0 || args.steps > 100_000 {
         anyhow::bail!("--steps must be between 1 and 100000, not {}", args.steps);
     }
-    for (name, v) in [("--lr", args.lr), ("--eps", args.eps), ("--tolerance", args.tolerance)] {
+    for (name, v) in [
+        ("--lr", args.lr),
+        ("--eps", args.eps),
+        ("--tolerance", args.tolerance),
+    ] {
         if !(v > 0.0 && v.is_finite()) {
             anyhow::bail!("{name} must be a positive number, not {v}");
         }
     }
     if !(args.weight_decay >= 0.0 && args.weight_decay.is_finite()) {
-        anyhow::bail!("--weight-decay must be a non-negative number, not {}", args.weight_decay);
+        anyhow::bail!(
+            "--weight-decay must be a non-negative number, not {}",
+            args.weight_decay
+        );
     }
     let scales = match &args.scales {
         Some(path) => Some(ScalesProfile::load(path)?),
@@ -152,7 +162,8 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     crate::outln!(
         "kernels: largest relative difference {:.2e} (block {})",
-        report.kernel_rel_diff, report.worst_block
+        report.kernel_rel_diff,
+        report.worst_block
     );
     crate::outln!(
         "outputs: relative difference {:.2e}",

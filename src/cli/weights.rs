@@ -135,7 +135,11 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     if kind == ModelKind::RepVgg && tensors.contains_key("stage0.conv.bias") {
         kind = ModelKind::Deploy;
     }
-    if args.batch == Some(0) || args.batch.is_some_and(|b| b > crate::profile::run::MAX_BATCH) {
+    if args.batch == Some(0)
+        || args
+            .batch
+            .is_some_and(|b| b > crate::profile::run::MAX_BATCH)
+    {
         bail!(
             "--batch must be between 1 and {}",
             crate::profile::run::MAX_BATCH

@@ -31,7 +31,11 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
 /// Inside entropy-coded data every FF byte is followed by 00 or a restart marker, so an FF D9
 /// there is the real end; one before the last scan belongs to an embedded thumbnail.
 fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let last = |marker: u8| bytes.windows(2).rposition(|w| w[0] == 0xFF && w[1] == marker);
+    let last = |marker: u8| {
+        bytes
+            .windows(2)
+            .rposition(|w| w[0] == 0xFF && w[1] == marker)
+    };
     match (last(0xDA), last(0xD9)) {
         (Some(sos), Some(eoi)) => eoi > sos,
         _ => false,

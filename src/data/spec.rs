@@ -221,10 +221,14 @@ impl DatasetSpec {
             bail!("data set spec: train_limit must be at least 1");
         }
         if self.val_limit == Some(0) {
-            bail!("data set spec: val_limit must be at least 1 (the validation split scores the run)");
+            bail!(
+                "data set spec: val_limit must be at least 1 (the validation split scores the run)"
+            );
         }
         if self.kind == DatasetKind::Synthetic && self.synthetic_val == 0 {
-            bail!("data set spec: synthetic_val must be at least 1 (the validation split scores the run)");
+            bail!(
+                "data set spec: synthetic_val must be at least 1 (the validation split scores the run)"
+            );
         }
         Ok(())
     }

@@ -335,7 +335,11 @@ fn unpickle(bytes: &[u8]) -> Result<V, String> {
             }
             b'j' => {
                 let i = r.le(4)?;
-                stack.push(memo.get(&i).cloned().ok_or("LONG_BINGET of an unknown memo")?);
+                stack.push(
+                    memo.get(&i)
+                        .cloned()
+                        .ok_or("LONG_BINGET of an unknown memo")?,
+                );
             }
             b'Q' => {
                 let pid = pop(&mut stack)?;
@@ -481,6 +485,9 @@ mod tests {
         // Every other element from offset 1.
         assert_eq!(layout(&[3], &[2], 1).indices(), vec![1, 3, 5]);
         // channels_last [N=1, C=2, H=1, W=2]: strides (4, 1, 4, 2).
-        assert_eq!(layout(&[1, 2, 1, 2], &[4, 1, 4, 2], 0).indices(), vec![0, 2, 1, 3]);
+        assert_eq!(
+            layout(&[1, 2, 1, 2], &[4, 1, 4, 2], 0).indices(),
+            vec![0, 2, 1, 3]
+        );
     }
 }

@@ -213,7 +213,10 @@ impl RunProfile {
             return Err("recipe.epochs must be at least 1".into());
         }
         if r.epochs > 1_000_000 {
-            return Err(format!("recipe.epochs must be at most 1000000, not {}", r.epochs));
+            return Err(format!(
+                "recipe.epochs must be at most 1000000, not {}",
+                r.epochs
+            ));
         }
         if r.batch_size == 0 {
             return Err("recipe.batch_size must be at least 1".into());
@@ -225,7 +228,9 @@ impl RunProfile {
             ));
         }
         if r.eval_batch_size == Some(0) || r.eval_batch_size.is_some_and(|b| b > MAX_BATCH) {
-            return Err(format!("recipe.eval_batch_size must be between 1 and {MAX_BATCH}"));
+            return Err(format!(
+                "recipe.eval_batch_size must be between 1 and {MAX_BATCH}"
+            ));
         }
         if !(r.lr > 0.0 && r.lr.is_finite()) {
             return Err(format!("recipe.lr must be a positive number, not {}", r.lr));
@@ -291,7 +296,10 @@ impl RunProfile {
             return Err("recipe.max_iters_per_epoch must be at least 1".into());
         }
         if r.workers > 1024 {
-            return Err(format!("recipe.workers must be at most 1024, not {}", r.workers));
+            return Err(format!(
+                "recipe.workers must be at most 1024, not {}",
+                r.workers
+            ));
         }
         if self.devices.is_empty() {
             return Err("devices must list at least one device (Cpu or Cuda(N))".into());

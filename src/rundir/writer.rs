@@ -97,7 +97,11 @@ impl EventWriter {
         }
         // A regular file accepts the whole buffer in one write; write_all only loops on a short
         // write (a nearly full disk).
-        match self.file.write_all(&self.line).and_then(|_| self.file.flush()) {
+        match self
+            .file
+            .write_all(&self.line)
+            .and_then(|_| self.file.flush())
+        {
             Ok(()) => {
                 self.len += self.line.len() as u64;
                 Ok(())

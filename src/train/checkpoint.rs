@@ -113,7 +113,9 @@ pub fn remove_stale_temporaries(dir: &Path) -> Vec<PathBuf> {
             continue;
         }
         let stale = match name.rsplit_once(".tmp-") {
-            Some((_, pid)) => pid.parse::<u32>().is_ok_and(|pid| pid != std::process::id()),
+            Some((_, pid)) => pid
+                .parse::<u32>()
+                .is_ok_and(|pid| pid != std::process::id()),
             None => name.ends_with(".tmp"),
         };
         if stale && std::fs::remove_file(entry.path()).is_ok() {

@@ -188,7 +188,8 @@ fn signal_ignored(signal: i32) -> bool {
     // SAFETY: querying the disposition (no new action) with a zeroed out-parameter.
     unsafe {
         let mut old: libc::sigaction = std::mem::zeroed();
-        libc::sigaction(signal, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+        libc::sigaction(signal, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
     }
 }
 

@@ -404,7 +404,9 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
                 epoch + 1,
                 report.non_finite,
                 report.images,
-                first.map(|f| format!(" (first in {f})")).unwrap_or_default(),
+                first
+                    .map(|f| format!(" (first in {f})"))
+                    .unwrap_or_default(),
                 last.as_deref().unwrap_or("none")
             );
             ctx.emit(EventBody::Failed(events::Failed {
