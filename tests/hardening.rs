@@ -928,3 +928,128 @@ fn an_unwritable_export_scales_path_fails_before_training() {
     );
     assert!(!runs.join("hs/events.jsonl").exists(), "nothing trained");
 }
+
+/// A small tmpfs, mounted for the test and unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Result<Self, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+
+    fn free_bytes(&self) -> u64 {
+        let c = std::ffi::CString::new(self.0.to_str().unwrap()).unwrap();
+        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0);
+        s.f_bavail as u64 * s.f_frsize as u64
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_real_full_disk_on_a_tmpfs_keeps_events_valid_and_the_run_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = match Tmpfs::mount(&tmp.path().join("disk"), "8m") {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!(
+                "skipped: cannot mount a tmpfs here ({why}); the RLIMIT_FSIZE test covers short writes"
+            );
+            return;
+        }
+    };
+    let runs = disk.0.join("runs");
+    let profile = tiny_profile(tmp.path(), "disk", 1000, "checkpoint: (keep_last: 1),", 16);
+    let mut child = bin()
+        .args(["--profile", profile.to_str().unwrap(), "--runs-dir"])
+        .arg(&runs)
+        .args(["--run-id", "disk"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read stderr as it comes: a pipe nobody reads would block the run once full.
+    let mut err_pipe = child.stderr.take().unwrap();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err_pipe, &mut s);
+        s
+    });
+    let dir = runs.join("disk");
+    let checkpoints = |dir: &Path| {
+        std::fs::read_to_string(dir.join("events.jsonl"))
+            .map(|t| t.matches("\"kind\":\"checkpoint\"").count())
+            .unwrap_or(0)
+    };
+    wait_for("a first checkpoint", || checkpoints(&dir) >= 1);
+    // Fill the disk but for one page: events hit ENOSPC part-way through a line, checkpoints
+    // cannot be written.
+    let filler = disk.0.join("filler");
+    let free = disk.free_bytes();
+    std::fs::write(&filler, vec![1u8; (free - 4096) as usize]).unwrap();
+    let failed_ckpts = |dir: &Path| {
+        std::fs::read_to_string(dir.join("events.jsonl"))
+            .map(|t| t.matches("\"kind\":\"checkpoint_failed\"").count())
+            .unwrap_or(0)
+    };
+    let full_len = || std::fs::metadata(dir.join("events.jsonl")).unwrap().len();
+    // Until the events file stops growing for a while (the page is full).
+    let mut last = (full_len(), Instant::now());
+    wait_for("events.jsonl fills the last page", || {
+        // A checkpoint's temporary file removed after ENOSPC gives its space back: top up.
+        let free = disk.free_bytes();
+        if free > 8192 {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&filler)
+                .unwrap();
+            let _ = f.write_all(&vec![1u8; (free - 4096) as usize]);
+        }
+        let len = full_len();
+        if len != last.0 {
+            last = (len, Instant::now());
+        }
+        last.1.elapsed() > Duration::from_secs(3)
+    });
+    let text = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    assert!(text.ends_with('\n'), "no partial line on a full disk");
+    // Space again: the run writes checkpoints and events again.
+    std::fs::remove_file(&filler).unwrap();
+    let before = checkpoints(&dir);
+    wait_for("a checkpoint after the disk has room again", || {
+        checkpoints(&dir) > before
+    });
+    signal(&child, libc::SIGINT);
+    let status = wait_exit(&mut child);
+    let stderr = stderr_reader.join().unwrap();
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert!(stderr.contains("checkpoint failed"), "{stderr}");
+    // The full events file is reported once per streak, not once per event.
+    assert!(stderr.matches("cannot append to").count() <= 3, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let ev = events(&dir); // every line valid
+    assert!(matches!(ev.last().unwrap().body, EventBody::Stopped(_)));
+    assert!(
+        failed_ckpts(&dir) >= 1 || stderr.contains("cannot append"),
+        "a failed checkpoint is recorded (or, with the events file full too, reported)"
+    );
+    assert!(temporaries(&dir).is_empty(), "{:?}", temporaries(&dir));
+    for p in repopt_tui::train::checkpoint::list(&dir.join("ckpt")) {
+        repopt_tui::train::checkpoint::read(&p).expect("checkpoints valid");
+    }
+}

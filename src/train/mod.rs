@@ -363,6 +363,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         stop_after: opts.stop_after,
         profile_path: absolute(&opts.profile),
         bookkeeping: std::time::Duration::ZERO,
+        events_failing: false,
     };
     match dispatch(&devices, TrainTask(&mut ctx)) {
         Ok(Ok(outcome)) => Ok(outcome),

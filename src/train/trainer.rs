@@ -44,6 +44,8 @@ pub struct RunCtx {
     pub profile_path: PathBuf,
     /// Time spent writing events and checkpoints in this process (the run's bookkeeping).
     pub bookkeeping: std::time::Duration,
+    /// The last event could not be written (warned once per streak).
+    pub events_failing: bool,
 }
 
 impl RunCtx {
@@ -51,11 +53,20 @@ impl RunCtx {
         let start = Instant::now();
         let written = self.events.emit(body);
         self.bookkeeping += start.elapsed();
-        if let Err(e) = written {
-            crate::errln!(
-                "warning: cannot append to {}: {e}",
-                self.events.path().display()
-            );
+        // Said once per streak of failures (a full disk fails every event), and when it ends.
+        match written {
+            Err(e) if !self.events_failing => {
+                self.events_failing = true;
+                crate::errln!(
+                    "warning: cannot append to {}: {e} (events are lost until it can; training goes on)",
+                    self.events.path().display()
+                );
+            }
+            Ok(()) if self.events_failing => {
+                self.events_failing = false;
+                crate::errln!("note: {} is written again", self.events.path().display());
+            }
+            _ => {}
         }
     }
 
