@@ -1053,3 +1053,67 @@ fn a_real_full_disk_on_a_tmpfs_keeps_events_valid_and_the_run_recovers() {
         repopt_tui::train::checkpoint::read(&p).expect("checkpoints valid");
     }
 }
+
+#[test]
+fn ctrl_c_stops_eval_and_verify_even_when_sigint_was_ignored() {
+    // A script's background job starts with SIGINT ignored; the commands install handlers.
+    let ignoring_sigint = |cmd: &mut Command| unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
+    };
+    let mut cmd = bin();
+    cmd.args(["verify", "--steps", "100000", "--resolution", "16"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    ignoring_sigint(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("verify:"), "{first}");
+    signal(&child, libc::SIGINT);
+    let status = wait_exit(&mut child);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("verify: interrupted (SIGINT)"), "{stderr}");
+
+    // eval over a large validation split, interrupted between batches.
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let small = tiny_profile(tmp.path(), "ev", 1, "", 32);
+    assert!(
+        run(&[
+            "--profile",
+            small.to_str().unwrap(),
+            "--runs-dir",
+            runs.to_str().unwrap(),
+            "--run-id",
+            "ev",
+        ])
+        .status
+        .success()
+    );
+    let big = tiny_profile(tmp.path(), "ev-big", 1, "", 200_000);
+    let mut cmd = bin();
+    cmd.args(["eval", "--profile", big.to_str().unwrap(), "--weights"])
+        .arg(runs.join("ev/model.safetensors"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    ignoring_sigint(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("eval:"), "{first}");
+    signal(&child, libc::SIGINT);
+    let status = wait_exit(&mut child);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("eval: interrupted (SIGINT)"), "{stderr}");
+}

@@ -62,6 +62,7 @@ impl BackendTask for VerifyTask {
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    super::exit_on_interrupt("verify");
     // Range checks before anything is allocated.
     if args.resolution == 0 || args.resolution > 1024 {
         anyhow::bail!(
@@ -149,7 +150,6 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         args.resolution,
         args.device
     );
-    super::exit_on_interrupt("verify");
     let report = dispatch(&[args.device], VerifyTask(cfg))?;
     crate::outln!("{:>5} {:>12} {:>12}", "step", "CSLA loss", "RepOpt loss");
     for (i, (a, b)) in report
