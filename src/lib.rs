@@ -13,6 +13,7 @@ pub mod gpu;
 pub mod interop;
 pub mod model;
 pub mod optim;
+pub mod output;
 pub mod probe;
 pub mod profile;
 pub mod rundir;

@@ -6,7 +6,7 @@ fn main() -> ExitCode {
     match repopt_tui::cli::run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            repopt_tui::errln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -77,7 +77,13 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             threads,
             seconds,
         } => {
-            print!(
+            if threads == 0 || threads > 1024 {
+                anyhow::bail!("--threads must be between 1 and 1024");
+            }
+            if !(seconds.is_finite() && seconds > 0.0) {
+                anyhow::bail!("--seconds must be a positive number");
+            }
+            crate::out!(
                 "{}",
                 crate::data::data_bench_command(samples.as_deref(), threads, seconds)?
             );
@@ -97,6 +103,14 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(t) = args.threads
+        && (t == 0 || t > 1024)
+    {
+        anyhow::bail!("--threads must be between 1 and 1024");
+    }
+    if args.batch == 0 || args.res == 0 || args.steps == 0 || args.classes == 0 {
+        anyhow::bail!("--batch, --res, --steps and --classes must be at least 1");
+    }
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -110,7 +124,7 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
         warmup: args.warmup,
         steps: args.steps,
     };
-    println!(
+    crate::outln!(
         "bench model: {} at {}x{}, batch {}, {} classes, {} threads, {} (engine: {}), {} steps after {} warm-up",
         v.name,
         args.res,
@@ -128,7 +142,7 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let results = dispatch(&[args.device], ModelTask(cfg))?;
-    println!(
+    crate::outln!(
         "{:<8} {:>10} {:>10} {:>12} {:>12} {:>12}",
         "model", "s/step", "images/s", "optimizer s", "PyTorch i/s", "ours/PyTorch"
     );
@@ -136,7 +150,7 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
         let peer = torch
             .as_ref()
             .and_then(|t| t.iter().find(|(k, _)| *k == r.kind).map(|(_, ips)| *ips));
-        println!(
+        crate::outln!(
             "{:<8} {:>10.4} {:>10.1} {:>12.4} {:>12} {:>12}",
             r.kind.name(),
             r.step_s,
@@ -146,7 +160,7 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
             peer.map_or("-".into(), |p| format!("{:.2}", r.images_per_s / p)),
         );
         if let Some(plain) = r.plain_sgd_s {
-            println!(
+            crate::outln!(
                 "         RepOptimizer step {:.4} s vs plain SGD step {:.4} s ({:+.1}%)",
                 r.optimizer_s,
                 plain,

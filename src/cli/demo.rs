@@ -24,7 +24,7 @@ pub fn run_demo(_args: DemoArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> 
     if !finished? {
         return Ok(ExitCode::FAILURE);
     }
-    println!(
+    crate::outln!(
         "demo: done. Runs are in {}; watch or compare them with `repopt-tui` (the dashboard).",
         runs_dir.display()
     );
@@ -47,7 +47,7 @@ fn run_both(dir: &std::path::Path, runs_dir: &std::path::Path) -> anyhow::Result
         };
         let outcome = run(opts)?;
         if outcome != RunOutcome::Finished {
-            println!("demo: {name} did not finish ({outcome:?})");
+            crate::outln!("demo: {name} did not finish ({outcome:?})");
             return Ok(false);
         }
     }

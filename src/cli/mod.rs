@@ -109,6 +109,47 @@ pub enum DataCommand {
     Verify { spec: String },
 }
 
+/// A flag set to the signal's number on SIGINT, SIGTERM or SIGHUP, for commands that stop
+/// cleanly (`eval` checks it between batches). Installing handlers also undoes an inherited
+/// "ignore" (a script's background job ignores SIGINT), so Ctrl-C always reaches the command.
+pub(crate) fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::{Arc, OnceLock};
+    static FLAG: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicUsize::new(0));
+        for signal in [
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+        ] {
+            // Failing to install a handler leaves the default action (terminate): acceptable.
+            let _ = signal_hook::flag::register_usize(signal, flag.clone(), signal as usize);
+        }
+        flag
+    })
+    .clone()
+}
+
+/// For commands with nothing to save (`verify`): on SIGINT, SIGTERM or SIGHUP, say so and exit
+/// (130 for SIGINT, 128 + the signal otherwise) within about 50 ms, whatever the command is doing.
+pub(crate) fn exit_on_interrupt(command: &'static str) {
+    let flag = interrupt_flag();
+    std::thread::spawn(move || {
+        loop {
+            let signal = flag.load(std::sync::atomic::Ordering::SeqCst);
+            if signal != 0 {
+                crate::errln!(
+                    "{command}: interrupted ({})",
+                    crate::train::trainer::signal_name(signal)
+                );
+                std::process::exit(128 + signal as i32);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    });
+}
+
 /// A data spec argument may also be a run profile: its `data` section is used.
 fn data_spec_arg(spec: &str) -> anyhow::Result<String> {
     if spec.ends_with(".ron") && std::path::Path::new(spec).is_file() {
@@ -129,14 +170,14 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         Some(Command::Bench(cmd)) => bench::run(cmd),
         Some(Command::Dashboard(args)) => dashboard(args, cli.runs_dir),
         Some(Command::Data(DataCommand::Show { spec })) => {
-            print!(
+            crate::out!(
                 "{}",
                 crate::data::data_show_command(&data_spec_arg(&spec)?)?
             );
             Ok(std::process::ExitCode::SUCCESS)
         }
         Some(Command::Data(DataCommand::Verify { spec })) => {
-            print!(
+            crate::out!(
                 "{}",
                 crate::data::data_verify_command(&data_spec_arg(&spec)?)?
             );
@@ -174,7 +215,7 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
                 }
                 // Not a terminal (a pipe, cron, CI): say what the tool does instead.
                 use clap::CommandFactory;
-                Cli::command().print_help()?;
+                crate::out!("{}", Cli::command().render_help());
                 Ok(std::process::ExitCode::SUCCESS)
             }
         },

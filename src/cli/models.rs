@@ -17,15 +17,21 @@ pub struct ModelsArgs {
 }
 
 pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
-    println!(
+    crate::outln!(
         "{:<7} {:>16} {:>6} {:>14} {:>14} {:>14} {:>14}",
-        "variant", "blocks", "a/b", "target", "HS", "RepVGG", "deploy"
+        "variant",
+        "blocks",
+        "a/b",
+        "target",
+        "HS",
+        "RepVGG",
+        "deploy"
     );
     for v in VARIANTS {
         let count = |kind, classes| {
             crate::model::variant::group_thousands(v.parameter_count(kind, classes))
         };
-        println!(
+        crate::outln!(
             "{:<7} {:>16} {:>6} {:>14} {:>14} {:>14} {:>14}",
             v.name,
             format!("{:?}", v.blocks),
@@ -36,9 +42,10 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
             count(ModelKind::Deploy, args.classes),
         );
     }
-    println!(
+    crate::outln!(
         "parameters: target, RepVGG and deploy with {} classes, HS with {}; T0 and T1 are small variants for tests and CPU demos",
-        args.classes, args.hs_classes
+        args.classes,
+        args.hs_classes
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -134,7 +134,7 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<ExitCode> {
             .zip(resident_at_start)
             .map(|(peak, start)| peak.saturating_sub(start));
     }
-    println!("{}", serde_json::to_string(&report)?);
+    crate::outln!("{}", serde_json::to_string(&report)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -165,12 +165,42 @@ pub fn probe(args: ProbeArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
         .map(parse_size)
         .transpose()
         .map_err(anyhow::Error::msg)?;
+    if memory_limit == Some(0) {
+        anyhow::bail!(
+            "--memory-limit 0 leaves no memory for a training step: give a budget such as 512MiB or 11GiB (or leave it out: half of the available memory)"
+        );
+    }
+    if args.steps == 0 {
+        anyhow::bail!("--steps must be at least 1 (the timed training steps of each trial)");
+    }
+    if args.max_batch == 0 || args.max_batch > crate::profile::run::MAX_BATCH {
+        anyhow::bail!(
+            "--max-batch must be between 1 and {}",
+            crate::profile::run::MAX_BATCH
+        );
+    }
+    if let Some(r) = args.resolution
+        && (r == 0 || r > crate::data::spec::MAX_IMAGE_SIZE)
+    {
+        anyhow::bail!(
+            "--resolution must be between 1 and {}",
+            crate::data::spec::MAX_IMAGE_SIZE
+        );
+    }
+    if let Some(t) = args.threads
+        && (t == 0 || t > 1024)
+    {
+        anyhow::bail!("--threads must be between 1 and 1024");
+    }
+    if let Some(id) = &args.run_id {
+        crate::train::check_run_id(id)?;
+    }
     if memory_limit.is_none() && device.is_host() {
         // A CPU probe always has a budget: half of the memory available now.
         memory_limit = Some(crate::probe::available_memory().unwrap_or(8 << 30) / 2);
     }
     if memory_limit.is_some() && !device.is_host() {
-        eprintln!(
+        crate::errln!(
             "note: --memory-limit applies to CPU probes; on {device} the limit is the device's memory"
         );
     }
@@ -226,7 +256,7 @@ pub fn probe(args: ProbeArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
         resumed_from: None,
         profile_path: Some(args.profile.display().to_string()),
     }))?;
-    println!(
+    crate::outln!(
         "probe: {} at {}x{}, {} classes, on {}{} (each trial: 1 warm-up + {} timed training steps in a child process)",
         v.name,
         cfg.resolution,
@@ -244,7 +274,7 @@ pub fn probe(args: ProbeArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
             let t = run_trial(&exe, &cfg, model, b);
             match &t {
                 Trial::Error(_) => {}
-                Trial::Fits(r) => println!(
+                Trial::Fits(r) => crate::outln!(
                     "  {:<7} batch {:>5}: fits ({:.1} img/s{})",
                     model.name(),
                     b,
@@ -253,7 +283,7 @@ pub fn probe(args: ProbeArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
                         .map_or(String::new(), |p| format!(", peak {}", human(p)))
                 ),
                 Trial::DoesNotFit(why) => {
-                    println!("  {:<7} batch {:>5}: does not fit ({why})", model.name(), b)
+                    crate::outln!("  {:<7} batch {:>5}: does not fit ({why})", model.name(), b)
                 }
             }
             t
@@ -288,12 +318,16 @@ pub fn probe(args: ProbeArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
         wall_s: start.elapsed().as_secs_f64(),
     }))?;
 
-    println!(
+    crate::outln!(
         "\n{:<8} {:>8} {:>12} {:>14} {:>14}",
-        "model", "MaxBS", "peak", "img/s @32", "img/s @MaxBS"
+        "model",
+        "MaxBS",
+        "peak",
+        "img/s @32",
+        "img/s @MaxBS"
     );
     for r in &results {
-        println!(
+        crate::outln!(
             "{:<8} {:>8} {:>12} {:>14} {:>14}",
             r.model.name(),
             r.max_batch.map_or("none".into(), |m| format!(
@@ -323,12 +357,12 @@ pub fn probe(args: ProbeArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
             ),
             _ => String::new(),
         };
-        println!(
+        crate::outln!(
             "RepOpt-VGG / RepVGG: {:.2}x the max batch size{speed}",
             a as f64 / b as f64
         );
     }
-    println!(
+    crate::outln!(
         "events written to {}",
         dir.join(crate::rundir::EVENTS_FILE).display()
     );

@@ -39,7 +39,7 @@ pub fn run(cmd: ScalesCommand) -> anyhow::Result<ExitCode> {
             profile
                 .save(&output)
                 .with_context(|| format!("cannot write {}", output.display()))?;
-            println!(
+            crate::outln!(
                 "wrote {} ({} blocks of variant {}, {} negative values)",
                 output.display(),
                 profile.blocks.len(),
@@ -55,7 +55,7 @@ pub fn run(cmd: ScalesCommand) -> anyhow::Result<ExitCode> {
             profile
                 .check(&v)
                 .map_err(|m| anyhow::anyhow!("{}: {m}", file.display()))?;
-            print!("{}", profile.summary_table());
+            crate::out!("{}", profile.summary_table());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -62,6 +62,35 @@ impl BackendTask for VerifyTask {
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    super::exit_on_interrupt("verify");
+    // Range checks before anything is allocated.
+    if args.resolution == 0 || args.resolution > 1024 {
+        anyhow::bail!(
+            "--resolution must be between 1 and 1024, not {}",
+            args.resolution
+        );
+    }
+    if args.batch == 0 || args.batch > 4096 {
+        anyhow::bail!("--batch must be between 1 and 4096, not {}", args.batch);
+    }
+    if args.steps == 0 || args.steps > 100_000 {
+        anyhow::bail!("--steps must be between 1 and 100000, not {}", args.steps);
+    }
+    for (name, v) in [
+        ("--lr", args.lr),
+        ("--eps", args.eps),
+        ("--tolerance", args.tolerance),
+    ] {
+        if !(v > 0.0 && v.is_finite()) {
+            anyhow::bail!("{name} must be a positive number, not {v}");
+        }
+    }
+    if !(args.weight_decay >= 0.0 && args.weight_decay.is_finite()) {
+        anyhow::bail!(
+            "--weight-decay must be a non-negative number, not {}",
+            args.weight_decay
+        );
+    }
     let scales = match &args.scales {
         Some(path) => Some(ScalesProfile::load(path)?),
         None => None,
@@ -108,7 +137,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         tensor_ops: false,
         update_path: None,
     };
-    println!(
+    crate::outln!(
         "verify: {} with scales {} ({} negative), {:?}, wd {}, lr {}, {} steps of batch {} at {}x{} on {}",
         v.name,
         source,
@@ -123,35 +152,50 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         args.device
     );
     let report = dispatch(&[args.device], VerifyTask(cfg))?;
-    println!("{:>5} {:>12} {:>12}", "step", "CSLA loss", "RepOpt loss");
+    crate::outln!("{:>5} {:>12} {:>12}", "step", "CSLA loss", "RepOpt loss");
     for (i, (a, b)) in report
         .csla_losses
         .iter()
         .zip(&report.repopt_losses)
         .enumerate()
     {
-        println!("{:>5} {:>12.6} {:>12.6}", i, a, b);
+        crate::outln!("{:>5} {:>12.6} {:>12.6}", i, a, b);
     }
-    println!(
+    crate::outln!(
         "kernels: largest relative difference {:.2e} (block {})",
-        report.kernel_rel_diff, report.worst_block
+        report.kernel_rel_diff,
+        report.worst_block
     );
-    println!(
+    crate::outln!(
         "outputs: relative difference {:.2e}",
         report.output_rel_diff
     );
-    println!(
+    crate::outln!(
         "(kernels moved {:.2e} relative to their initial values)",
         report.kernel_motion
     );
+    let finite = report.kernel_rel_diff.is_finite()
+        && report.output_rel_diff.is_finite()
+        && report.kernel_motion.is_finite()
+        && report
+            .csla_losses
+            .iter()
+            .chain(&report.repopt_losses)
+            .all(|l| l.is_finite());
+    if !finite {
+        crate::outln!(
+            "FAIL: non-finite values (a loss, a kernel or an output is NaN or infinite): the training diverged (lower --lr), nothing was compared"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     if report.max_rel_diff() <= args.tolerance {
-        println!(
+        crate::outln!(
             "PASS: the RepOptimizer reproduces the multi-branch model (tolerance {:.0e})",
             args.tolerance
         );
         Ok(ExitCode::SUCCESS)
     } else {
-        println!(
+        crate::outln!(
             "FAIL: difference {:.2e} above tolerance {:.0e}",
             report.max_rel_diff(),
             args.tolerance

@@ -14,12 +14,16 @@ use clap::Args;
 use crate::data::{Loader, LoaderConfig};
 use crate::device::{BackendTask, DeviceSpec, dispatch};
 use crate::model::fuse::to_deploy;
-use crate::model::{Classifier, DeployNet, HsNet, ModelKind, RepVggNet, TargetNet, Variant};
-use crate::profile::RunProfile;
+use crate::model::{
+    Classifier, DeployNet, HsNet, ModelKind, RepVggNet, TargetNet, Variant, variant,
+};
+use crate::profile::{RunKind, RunProfile};
 use crate::train::checkpoint;
 use crate::train::hooks::save_safetensors;
-use crate::train::trainer::evaluate_inner;
+use crate::train::trainer::{EvalReport, count_non_finite, evaluate_inner};
 use crate::train::weights::{load_tensors, read_weights};
+
+use super::interrupt_flag;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -68,7 +72,7 @@ struct EvalTask {
 }
 
 impl BackendTask for EvalTask {
-    type Output = anyhow::Result<(f64, f64, f64)>;
+    type Output = anyhow::Result<Option<EvalReport>>;
     fn run<AB: AutodiffBackend>(self, devices: Vec<AB::Device>) -> Self::Output {
         type I<AB> = <AB as AutodiffBackend>::InnerBackend;
         let d = &devices[0];
@@ -78,8 +82,8 @@ impl BackendTask for EvalTask {
             loader: &Loader,
             classes: usize,
             d: &B::Device,
-        ) -> anyhow::Result<(f64, f64, f64)> {
-            evaluate_inner(m, loader, classes, d)
+        ) -> anyhow::Result<Option<EvalReport>> {
+            evaluate_inner(m, loader, classes, d, &super::interrupt_flag())
         }
         match self.kind {
             ModelKind::Target => eval(
@@ -119,10 +123,27 @@ impl BackendTask for EvalTask {
 pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let profile = RunProfile::load(&args.profile)?;
     let tensors = read_weights(&args.weights)?;
+    interrupt_flag();
+    if let (bad @ 1.., Some(first)) = count_non_finite(&tensors) {
+        bail!(
+            "{}: {bad} values are NaN or infinite (first in '{first}'): these weights have diverged; nothing to evaluate",
+            args.weights.display()
+        );
+    }
     let mut kind = profile.kind.model();
     // A RepVGG profile evaluates deploy-form weights too (they have one biased conv per block).
     if kind == ModelKind::RepVgg && tensors.contains_key("stage0.conv.bias") {
         kind = ModelKind::Deploy;
+    }
+    if args.batch == Some(0)
+        || args
+            .batch
+            .is_some_and(|b| b > crate::profile::run::MAX_BATCH)
+    {
+        bail!(
+            "--batch must be between 1 and {}",
+            crate::profile::run::MAX_BATCH
+        );
     }
     let data = crate::data::open(&profile.data)?;
     let batch = args.batch.unwrap_or(
@@ -136,7 +157,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         data.pipeline(profile.recipe.augment, false),
         LoaderConfig::eval(batch, profile.recipe.workers),
     );
-    println!(
+    crate::outln!(
         "eval: {} {} weights {} on {} ({} images)",
         kind.name(),
         profile.variant,
@@ -152,13 +173,41 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         tensors,
         loader,
     };
-    let (loss, top1, top5) = dispatch(&[args.device], task)??;
-    println!("loss {loss:.4}  top-1 {top1:.2}%  top-5 {top5:.2}%");
+    let Some(r) = dispatch(&[args.device], task)?? else {
+        let signal = interrupt_flag().load(std::sync::atomic::Ordering::SeqCst);
+        crate::errln!(
+            "eval: interrupted ({})",
+            crate::train::trainer::signal_name(signal)
+        );
+        return Ok(ExitCode::from(130));
+    };
+    if !r.is_finite() {
+        crate::outln!(
+            "loss NaN  top-1 {:.2}%  top-5 {:.2}%  ({} of {} images gave non-finite logits, counted wrong)",
+            r.top1,
+            r.top5,
+            r.non_finite,
+            r.images
+        );
+        bail!(
+            "{}: the model's outputs are not finite on {} of {} images: these weights have diverged or overflow; the accuracy above is not meaningful",
+            args.weights.display(),
+            r.non_finite,
+            r.images
+        );
+    }
+    crate::outln!(
+        "loss {:.4}  top-1 {:.2}%  top-5 {:.2}%",
+        r.loss,
+        r.top1,
+        r.top5
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 struct ExportTask {
-    profile: RunProfile,
+    kind: RunKind,
+    variant: Variant,
     classes: usize,
     tensors: HashMap<String, TensorData>,
     source: PathBuf,
@@ -171,8 +220,8 @@ impl BackendTask for ExportTask {
     fn run<AB: AutodiffBackend>(self, devices: Vec<AB::Device>) -> Self::Output {
         type I<AB> = <AB as AutodiffBackend>::InnerBackend;
         let d = &devices[0];
-        let v = self.profile.variant();
-        let kind = self.profile.kind.model();
+        let v = self.variant;
+        let kind = self.kind.model();
         let (c, s, t) = (self.classes, &self.source, self.tensors);
         match (kind, self.deploy) {
             (ModelKind::RepVgg, true) => {
@@ -181,7 +230,7 @@ impl BackendTask for ExportTask {
             }
             (_, true) => bail!(
                 "--deploy converts RepVGG baseline runs; this is a {} run",
-                self.profile.kind.event_name()
+                self.kind.event_name()
             ),
             (ModelKind::Target, _) => save_safetensors::<I<AB>, _>(
                 &load(TargetNet::<I<AB>>::init(&v, c, 0, d), s, t, "target", d)?,
@@ -202,12 +251,24 @@ impl BackendTask for ExportTask {
     }
 }
 
+/// The run kind a checkpoint names (its `run_kind`, as in `started` events).
+fn run_kind(name: &str) -> Option<RunKind> {
+    [
+        RunKind::HyperSearch,
+        RunKind::Target,
+        RunKind::Baseline,
+        RunKind::Ablation,
+    ]
+    .into_iter()
+    .find(|k| k.event_name() == name)
+}
+
 pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let (run_dir, ckpt_path) = if args.source.is_dir() {
+    let ckpt_path = if args.source.is_dir() {
         let (found, rejected) =
             checkpoint::newest_valid(&args.source.join(crate::rundir::CKPT_DIR));
         for r in rejected {
-            eprintln!("warning: {r}");
+            crate::errln!("warning: {r}");
         }
         let (path, _) = found.with_context(|| {
             format!(
@@ -215,28 +276,33 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 args.source.display()
             )
         })?;
-        (args.source.clone(), path)
+        path
     } else {
-        let dir = args
-            .source
-            .parent()
-            .and_then(Path::parent)
-            .context("a checkpoint lives in <run>/ckpt/")?
-            .to_path_buf();
-        (dir, args.source.clone())
+        args.source.clone()
     };
-    let profile = RunProfile::load(&run_dir.join(crate::rundir::PROFILE_FILE))?;
+    // A checkpoint says what it holds (run kind, variant, classes): it exports anywhere, also
+    // copied out of its run directory.
     let ckpt = checkpoint::read(&ckpt_path)?;
+    let kind = run_kind(&ckpt.state.run_kind).with_context(|| {
+        format!(
+            "{}: unknown run kind '{}' in the checkpoint",
+            ckpt_path.display(),
+            ckpt.state.run_kind
+        )
+    })?;
+    let v = variant(&ckpt.state.variant)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?;
     let task = ExportTask {
+        kind,
+        variant: v,
         classes: ckpt.state.classes,
-        profile,
         tensors: ckpt.model.into_iter().collect(),
         source: ckpt_path.clone(),
         output: args.output.clone(),
         deploy: args.deploy,
     };
     dispatch(&[DeviceSpec::Cpu], task)??;
-    println!(
+    crate::outln!(
         "wrote {} from {} (official PyTorch names)",
         args.output.display(),
         ckpt_path.display()

@@ -241,6 +241,14 @@ pub fn open_image_folder(
     }
     let train_dir = root.join("train");
     let classes = class_folders(&train_dir)?;
+    if classes.len() < 2 {
+        bail!(
+            "image folder split {} has one class folder ({}): a classifier needs at least two \
+             classes (one sub-folder per class), or every prediction is trivially right",
+            train_dir.display(),
+            classes[0]
+        );
+    }
     let train = ImageFolderSource::scan(&train_dir, &classes, skip_corrupt)?;
     let val = ImageFolderSource::scan(&val_dir(root)?, &classes, skip_corrupt)?;
     Ok((train, val, classes))

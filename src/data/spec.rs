@@ -63,6 +63,13 @@ impl FromStr for Augment {
     }
 }
 
+/// Largest image side a spec may ask for (a 2048x2048 batch of 1 is already ~50 MB of input).
+pub const MAX_IMAGE_SIZE: usize = 2048;
+/// Most classes a spec may declare (ImageNet-21k has 21,841).
+pub const MAX_CLASSES: usize = 100_000;
+/// Most images a synthetic split may have (they are generated in memory).
+pub const MAX_SYNTHETIC: usize = 10_000_000;
+
 fn default_synthetic_train() -> usize {
     5000
 }
@@ -167,8 +174,23 @@ impl DatasetSpec {
 
     /// Checks the combination of options; errors say which field is wrong.
     pub fn validate(&self) -> Result<()> {
-        if self.image_size == 0 {
-            bail!("data set spec: image_size must be at least 1");
+        if self.image_size == 0 || self.image_size > MAX_IMAGE_SIZE {
+            bail!(
+                "data set spec: image_size must be between 1 and {MAX_IMAGE_SIZE}, not {}",
+                self.image_size
+            );
+        }
+        if let Some(c) = self.classes
+            && c > MAX_CLASSES
+        {
+            bail!("data set spec: classes must be at most {MAX_CLASSES}, not {c}");
+        }
+        if self.kind == DatasetKind::Synthetic
+            && (self.synthetic_train > MAX_SYNTHETIC || self.synthetic_val > MAX_SYNTHETIC)
+        {
+            bail!(
+                "data set spec: synthetic_train and synthetic_val must be at most {MAX_SYNTHETIC}"
+            );
         }
         match self.kind {
             DatasetKind::Synthetic => {
@@ -197,6 +219,16 @@ impl DatasetSpec {
         }
         if self.train_limit == Some(0) {
             bail!("data set spec: train_limit must be at least 1");
+        }
+        if self.val_limit == Some(0) {
+            bail!(
+                "data set spec: val_limit must be at least 1 (the validation split scores the run)"
+            );
+        }
+        if self.kind == DatasetKind::Synthetic && self.synthetic_val == 0 {
+            bail!(
+                "data set spec: synthetic_val must be at least 1 (the validation split scores the run)"
+            );
         }
         Ok(())
     }

@@ -1,10 +1,13 @@
 //! Reading PyTorch `.pth` files (zip-pickle state dicts) by tensor name, through burn-store's
 //! reader, and importing the official Hyper-Search scale files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use burn_store::pytorch::PytorchReader;
+use burn_store::pytorch::lazy_data::LazyDataSource;
+
+use super::pickle::{TensorLayout, tensor_layouts};
 
 use crate::model::Variant;
 use crate::profile::{BlockScales, ScalesProfile};
@@ -22,6 +25,16 @@ pub enum ImportError {
         "{path}: not a readable PyTorch state dict ({reason}); expected a .pth file written by torch.save"
     )]
     NotPytorch { path: PathBuf, reason: String },
+    #[error(
+        "{path}: tensor '{key}' is stored with strides {stride:?} for shape {shape:?} (a channels_last, transposed or sliced view) in {dtype}, which cannot be read; save it with .contiguous() (or .float()) and try again"
+    )]
+    Strided {
+        path: PathBuf,
+        key: String,
+        dtype: String,
+        shape: Vec<usize>,
+        stride: Vec<usize>,
+    },
     #[error("{path}: tensor '{key}' could not be read as float32: {reason}")]
     BadTensor {
         path: PathBuf,
@@ -68,12 +81,15 @@ fn unexpected_hint(unexpected: &[String]) -> String {
     }
 }
 
-/// Every tensor of a `.pth` state dict, by name, converted to f32.
+/// Every tensor of a `.pth` state dict, by name, converted to f32. Tensors stored as strided
+/// views (channels_last, transposed, sliced: burn-store reads them as if they were contiguous)
+/// are gathered through their strides from the whole storage.
 pub fn read_pth(path: &Path) -> Result<BTreeMap<String, HostTensor>, ImportError> {
     let reader = PytorchReader::new(path).map_err(|e| ImportError::NotPytorch {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
+    let layouts = zip_layouts(path)?;
     let mut out = BTreeMap::new();
     for (key, snapshot) in reader.into_tensors() {
         let bad = |reason: String| ImportError::BadTensor {
@@ -81,6 +97,20 @@ pub fn read_pth(path: &Path) -> Result<BTreeMap<String, HostTensor>, ImportError
             key: key.clone(),
             reason,
         };
+        if let Some((source, prefix, layouts)) = &layouts
+            && let Some(layout) = layouts.get(&key)
+            && !layout.is_contiguous()
+        {
+            let values = gather(path, &key, source, prefix, layout)?;
+            out.insert(
+                key,
+                HostTensor {
+                    shape: layout.shape.clone(),
+                    values,
+                },
+            );
+            continue;
+        }
         let data = snapshot.to_data().map_err(|e| bad(format!("{e:?}")))?;
         let shape = data.shape.to_vec();
         let values = data
@@ -90,6 +120,97 @@ pub fn read_pth(path: &Path) -> Result<BTreeMap<String, HostTensor>, ImportError
         out.insert(key, HostTensor { shape, values });
     }
     Ok(out)
+}
+
+type Layouts = HashMap<String, TensorLayout>;
+
+/// For a zip checkpoint (the format of `torch.save` since PyTorch 1.6): its storages, the
+/// archive's folder prefix, and every tensor's layout. `None` for the older formats.
+fn zip_layouts(path: &Path) -> Result<Option<(LazyDataSource, String, Layouts)>, ImportError> {
+    let Ok(source) = LazyDataSource::from_zip(path) else {
+        return Ok(None);
+    };
+    let not_pytorch = |reason: String| ImportError::NotPytorch {
+        path: path.to_path_buf(),
+        reason,
+    };
+    // Storages are `<prefix>data/<key>`, the program `<prefix>data.pkl`.
+    let prefix = source
+        .keys()
+        .iter()
+        .find_map(|k| k.rfind("data/").map(|i| k[..i].to_string()))
+        .unwrap_or_default();
+    let pkl = source
+        .read(&format!("{prefix}data.pkl"))
+        .map_err(|e| not_pytorch(format!("no {prefix}data.pkl: {e}")))?;
+    let layouts = tensor_layouts(&pkl)
+        .map_err(|e| not_pytorch(format!("cannot read the tensor layouts in data.pkl: {e}")))?;
+    Ok(Some((source, prefix, layouts)))
+}
+
+/// The values of a strided tensor, gathered from its whole storage.
+fn gather(
+    path: &Path,
+    key: &str,
+    source: &LazyDataSource,
+    prefix: &str,
+    layout: &TensorLayout,
+) -> Result<Vec<f32>, ImportError> {
+    let bad = |reason: String| ImportError::BadTensor {
+        path: path.to_path_buf(),
+        key: key.to_string(),
+        reason,
+    };
+    let size = match layout.dtype.as_str() {
+        "FloatStorage" => 4,
+        "DoubleStorage" => 8,
+        _ => {
+            return Err(ImportError::Strided {
+                path: path.to_path_buf(),
+                key: key.to_string(),
+                dtype: layout.dtype.clone(),
+                shape: layout.shape.clone(),
+                stride: layout.stride.clone(),
+            });
+        }
+    };
+    let bytes = source
+        .read(&format!("{prefix}data/{}", layout.storage))
+        .map_err(|e| bad(format!("storage {}: {e}", layout.storage)))?;
+    let count = bytes.len() / size;
+    // Check the extent before allocating anything: the largest index must lie in the storage.
+    let numel = layout
+        .shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= 1 << 31)
+        .ok_or_else(|| bad(format!("shape {:?} is too large", layout.shape)))?;
+    let last = layout
+        .shape
+        .iter()
+        .zip(&layout.stride)
+        .try_fold(layout.offset, |m, (&d, &s)| {
+            m.checked_add(d.saturating_sub(1).checked_mul(s)?)
+        });
+    if numel > 0 && last.is_none_or(|l| l >= count) {
+        return Err(bad(format!(
+            "its view (offset {}, shape {:?}, strides {:?}) reaches past its storage of {count} values (a damaged file?)",
+            layout.offset, layout.shape, layout.stride
+        )));
+    }
+    let values = layout
+        .indices()
+        .into_iter()
+        .map(|i| {
+            let b = &bytes[i * size..(i + 1) * size];
+            if size == 4 {
+                f32::from_le_bytes(b.try_into().expect("4 bytes"))
+            } else {
+                f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32
+            }
+        })
+        .collect::<Vec<f32>>();
+    Ok(values)
 }
 
 /// Imports an official scales file (`stage0.scale_conv.weight`, `stageK.I.scale_{conv,1x1,identity}.weight`,

@@ -26,6 +26,11 @@ pub fn correct_top_k(logits: &[f32], classes: usize, labels: &[i64], k: usize) -
         .chunks(classes)
         .zip(labels)
         .filter(|(row, label)| {
+            // Non-finite logits (a diverged model) are never correct: with NaN no logit is
+            // "strictly greater" than the target's, which would rank every label first.
+            if row.iter().any(|v| !v.is_finite()) {
+                return false;
+            }
             let target = row[**label as usize];
             // Rank = number of logits strictly greater than the target's (ties favour the label).
             row.iter().filter(|&&v| v > target).count() < k
@@ -58,5 +63,9 @@ mod tests {
         let logits = [0.1, 0.5, 0.4, 0.9, 0.0, 0.1];
         assert_eq!(correct_top_k(&logits, 3, &[1, 2], 1), 1);
         assert_eq!(correct_top_k(&logits, 3, &[2, 2], 2), 2);
+        // A row with a NaN or an infinity is never correct, whatever k.
+        let nan = [f32::NAN, f32::NAN, f32::NAN, 0.0, f32::INFINITY, 1.0];
+        assert_eq!(correct_top_k(&nan, 3, &[0, 2], 1), 0);
+        assert_eq!(correct_top_k(&nan, 3, &[0, 2], 3), 0);
     }
 }

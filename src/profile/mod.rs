@@ -17,10 +17,12 @@ pub use scales::{BlockScales, ScalesProfile};
 /// A profile that could not be read or does not make sense.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    #[error("cannot read {path}: {source}")]
+    // Not `source`: the OS error is part of this message, and anyhow's `{:#}` would print a
+    // source a second time.
+    #[error("cannot read {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}:{line}:{col}: {message}")]
     Syntax {
@@ -52,11 +54,12 @@ pub fn parse_ron<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, Prof
 
 /// Reads and parses a RON file.
 pub fn load_ron<T: DeserializeOwned>(path: &Path) -> Result<T, ProfileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| ProfileError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
-    parse_ron(&text, path)
+    // A UTF-8 byte-order mark (some Windows editors write one) is not RON syntax.
+    parse_ron(text.strip_prefix('\u{feff}').unwrap_or(&text), path)
 }
 
 /// Pretty RON text that `parse_ron` reads back.

@@ -167,6 +167,11 @@ pub struct RunProfile {
     pub export_scales: Option<PathBuf>,
 }
 
+/// Largest batch per device a profile may ask for (range check before any allocation).
+pub const MAX_BATCH: usize = 65_536;
+/// Shortest interval between timed checkpoints.
+pub const MIN_CHECKPOINT_MINUTES: f64 = 0.01;
+
 fn default_log_every() -> u64 {
     10
 }
@@ -192,36 +197,126 @@ impl RunProfile {
         variant(&self.variant).expect("validated")
     }
 
-    /// Checks what the types cannot: known variant, sensible numbers, fields that fit the kind.
+    /// Checks what the types cannot: known variant, sensible numbers (every float finite and in
+    /// range), fields that fit the kind. Runs before anything is allocated or trained.
     pub fn validate(&self) -> Result<(), String> {
         variant(&self.variant).map_err(|e| e.to_string())?;
         let r = &self.recipe;
+        let finite = |name: &str, v: f64| -> Result<(), String> {
+            if v.is_finite() {
+                Ok(())
+            } else {
+                Err(format!("{name} must be a finite number, not {v}"))
+            }
+        };
         if r.epochs == 0 {
             return Err("recipe.epochs must be at least 1".into());
+        }
+        if r.epochs > 1_000_000 {
+            return Err(format!(
+                "recipe.epochs must be at most 1000000, not {}",
+                r.epochs
+            ));
         }
         if r.batch_size == 0 {
             return Err("recipe.batch_size must be at least 1".into());
         }
+        if r.batch_size > MAX_BATCH {
+            return Err(format!(
+                "recipe.batch_size must be at most {MAX_BATCH} per device, not {}",
+                r.batch_size
+            ));
+        }
+        if r.eval_batch_size == Some(0) || r.eval_batch_size.is_some_and(|b| b > MAX_BATCH) {
+            return Err(format!(
+                "recipe.eval_batch_size must be between 1 and {MAX_BATCH}"
+            ));
+        }
         if !(r.lr > 0.0 && r.lr.is_finite()) {
             return Err(format!("recipe.lr must be a positive number, not {}", r.lr));
         }
+        finite("recipe.min_lr", r.min_lr)?;
+        if r.min_lr < 0.0 || r.min_lr > r.lr {
+            return Err(format!(
+                "recipe.min_lr must be between 0 and lr ({}), not {}",
+                r.lr, r.min_lr
+            ));
+        }
+        finite("recipe.weight_decay", r.weight_decay)?;
         if r.weight_decay < 0.0 {
-            return Err("recipe.weight_decay must not be negative".into());
+            return Err(format!(
+                "recipe.weight_decay must not be negative, not {}",
+                r.weight_decay
+            ));
         }
         if !(0.0..1.0).contains(&r.label_smoothing) {
-            return Err("recipe.label_smoothing must be in [0, 1)".into());
+            return Err(format!(
+                "recipe.label_smoothing must be in [0, 1), not {}",
+                r.label_smoothing
+            ));
         }
+        finite("recipe.warmup_epochs", r.warmup_epochs)?;
         if r.warmup_epochs < 0.0 || r.warmup_epochs > r.epochs as f64 {
-            return Err("recipe.warmup_epochs must be between 0 and epochs".into());
+            return Err(format!(
+                "recipe.warmup_epochs must be between 0 and epochs ({}), not {}",
+                r.epochs, r.warmup_epochs
+            ));
+        }
+        if let Some(c) = r.grad_clip
+            && !(c > 0.0 && c.is_finite())
+        {
+            return Err(format!(
+                "recipe.grad_clip must be a positive number (the largest gradient norm), not {c}"
+            ));
+        }
+        match r.optimizer {
+            OptimizerKind::Sgd { momentum, .. } => {
+                if !(0.0..1.0).contains(&momentum) {
+                    return Err(format!(
+                        "recipe.optimizer: Sgd momentum must be in [0, 1), not {momentum}"
+                    ));
+                }
+            }
+            OptimizerKind::AdamW { beta1, beta2, eps } => {
+                for (name, b) in [("beta1", beta1), ("beta2", beta2)] {
+                    if !(0.0..1.0).contains(&b) {
+                        return Err(format!(
+                            "recipe.optimizer: AdamW {name} must be in [0, 1), not {b}"
+                        ));
+                    }
+                }
+                if !(eps > 0.0 && eps.is_finite()) {
+                    return Err(format!(
+                        "recipe.optimizer: AdamW eps must be a positive number, not {eps}"
+                    ));
+                }
+            }
         }
         if r.max_iters_per_epoch == Some(0) {
             return Err("recipe.max_iters_per_epoch must be at least 1".into());
+        }
+        if r.workers > 1024 {
+            return Err(format!(
+                "recipe.workers must be at most 1024, not {}",
+                r.workers
+            ));
         }
         if self.devices.is_empty() {
             return Err("devices must list at least one device (Cpu or Cuda(N))".into());
         }
         if self.log_every == 0 {
             return Err("log_every must be at least 1".into());
+        }
+        if let Some(m) = self.checkpoint.every_minutes {
+            finite("checkpoint.every_minutes", m)?;
+            if m < MIN_CHECKPOINT_MINUTES {
+                return Err(format!(
+                    "checkpoint.every_minutes must be at least {MIN_CHECKPOINT_MINUTES} (about a second), not {m}; leave it out to checkpoint once per epoch"
+                ));
+            }
+        }
+        if self.checkpoint.keep_last == 0 {
+            return Err("checkpoint.keep_last must be at least 1".into());
         }
         match self.kind {
             RunKind::Target => {
@@ -249,6 +344,36 @@ impl RunProfile {
             return Err("export_scales is for HyperSearch runs".into());
         }
         self.data.validate().map_err(|e| e.to_string())
+    }
+
+    /// Checks that the files the run will write outside its run directory can be written, so a
+    /// bad path fails now and not after hours of training.
+    pub fn check_output_paths(&self) -> Result<(), String> {
+        if let Some(path) = &self.export_scales {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if path.is_dir() {
+                return Err(format!(
+                    "export_scales: {} is a directory; give a file name (e.g. scales/mine.ron)",
+                    path.display()
+                ));
+            }
+            let probe = dir.join(format!(".export-check-{}", std::process::id()));
+            match std::fs::File::create(&probe) {
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&probe);
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "export_scales: cannot write into {} ({e}); fix the path or create the folder",
+                        dir.display()
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Images per iteration over all devices.

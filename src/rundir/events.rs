@@ -31,6 +31,9 @@ pub enum EventBody {
     Gpu(GpuSample),
     /// A checkpoint was written.
     Checkpoint(CheckpointEvent),
+    /// A checkpoint could not be written (disk full, permissions, a diverged model); training
+    /// went on and the earlier checkpoints are intact.
+    CheckpointFailed(CheckpointFailed),
     /// A max-batch-size probe result for one model.
     Probe(ProbeResult),
     /// The run completed all its epochs.
@@ -173,6 +176,17 @@ pub struct CheckpointEvent {
     /// Whether this is the best checkpoint so far (by validation top-1).
     #[serde(default)]
     pub best: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointFailed {
+    /// The position the checkpoint would have held (as in [`CheckpointEvent`]).
+    pub epoch: u32,
+    pub global_iter: u64,
+    /// The path it would have had, relative to the run directory.
+    pub path: String,
+    /// Why it was not written.
+    pub error: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -30,12 +30,9 @@ pub enum LockError {
         /// The pid written in the lock file by its holder, if readable.
         pid: Option<u32>,
     },
-    #[error("cannot lock {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    // The OS error is in the message, not a `source` (anyhow's `{:#}` would repeat it).
+    #[error("cannot lock {path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
 }
 
 /// The exclusive ownership of a run directory; released on drop (and by the kernel on death).
@@ -51,9 +48,9 @@ impl RunLock {
     /// Fails with [`LockError::Held`], naming the holder's pid, if a live process owns the run.
     pub fn acquire(dir: &Path) -> Result<Self, LockError> {
         let path = dir.join(LOCK_FILE);
-        let io_err = |source| LockError::Io {
+        let io_err = |error| LockError::Io {
             path: path.clone(),
-            source,
+            error,
         };
         let mut file = OpenOptions::new()
             .read(true)

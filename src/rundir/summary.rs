@@ -242,7 +242,9 @@ impl RunSummary {
                 self.eta_s = None;
                 self.set_lifecycle(Lifecycle::Failed, e.t);
             }
-            EventBody::Scales(_) | EventBody::Gpu(_) => self.other_events += 1,
+            EventBody::Scales(_) | EventBody::Gpu(_) | EventBody::CheckpointFailed(_) => {
+                self.other_events += 1
+            }
         }
         if self.kind.is_empty() && self.probe_events > 0 && self.lifecycle.is_none() {
             self.kind = "probe".into();

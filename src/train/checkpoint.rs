@@ -55,10 +55,12 @@ pub struct Checkpoint {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("cannot read {path}: {source}")]
+    // Not `source`: the OS error is part of this message, and anyhow's `{:#}` would print a
+    // source a second time.
+    #[error("cannot read {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path} is corrupt ({why}); it was not used")]
     Corrupt { path: PathBuf, why: String },
@@ -102,11 +104,43 @@ pub fn write(path: &Path, ckpt: &Checkpoint) -> Result<(), String> {
         .map_err(|e| format!("cannot write checkpoint {}: {e}", path.display()))
 }
 
+/// Copies `from` to `to` through a temporary file (synced, renamed): `to` is always whole.
+pub fn copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
+    let bytes = std::fs::read(from)?;
+    write_atomic(to, &bytes)
+}
+
+/// Removes the temporary files that an interrupted write leaves in `dir`
+/// (`.<name>.tmp-<pid>`, written by [`write_atomic`], and the older `.best.ckpt.tmp`). Called by
+/// the run's owner when it starts: it holds the run's lock, so no other process writes there.
+pub fn remove_stale_temporaries(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return removed;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') {
+            continue;
+        }
+        let stale = match name.rsplit_once(".tmp-") {
+            Some((_, pid)) => pid
+                .parse::<u32>()
+                .is_ok_and(|pid| pid != std::process::id()),
+            None => name.ends_with(".tmp"),
+        };
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
 /// Reads and verifies a checkpoint.
 pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+    let bytes = std::fs::read(path).map_err(|error| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let corrupt = |why: String| CheckpointError::Corrupt {
         path: path.to_path_buf(),

@@ -114,6 +114,33 @@ fn resolve_scales(spec: &str, runs_dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// A run id is one folder name under the runs directory: not empty, no `/`, not `.` or `..`, no
+/// leading `.` (hidden, and the dashboard's temporaries), no control characters, at most 200
+/// bytes.
+pub fn check_run_id(id: &str) -> anyhow::Result<()> {
+    let why = if id.is_empty() {
+        Some("it is empty")
+    } else if id.contains('/') || id.contains('\\') {
+        Some("it contains a path separator; a run id is one folder name under --runs-dir")
+    } else if id.starts_with('.') {
+        Some("it starts with '.'")
+    } else if id.chars().any(|c| c.is_control()) {
+        Some("it contains control characters")
+    } else if id.len() > 200 {
+        Some("it is longer than 200 bytes")
+    } else if [CKPT_DIR].contains(&id) {
+        Some("it is the name of a run directory's own folder")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => bail!(
+            "--run-id {id:?} is not a valid run id: {why}. Use letters, digits, '-', '_' and '.', e.g. b1-first"
+        ),
+        None => Ok(()),
+    }
+}
+
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
@@ -154,7 +181,7 @@ fn frozen_scales(
         let sha = checkpoint::sha256_hex(&bytes);
         match &ckpt.state.scales_sha256 {
             // A run started before scales were frozen: the best left is the file its profile names.
-            None => eprintln!(
+            None => crate::errln!(
                 "warning: {} has no {FROZEN_SCALES_FILE} (started by an older version); using {}, which may have changed since the run started",
                 dir.display(),
                 source.display()
@@ -191,8 +218,75 @@ fn frozen_scales(
     Ok((parse(&bytes, &frozen)?, Some(sha)))
 }
 
+/// `--resume` with a `--profile` that is not the run's frozen one: the frozen profile is what
+/// the run continues with; say which sections of the given one differ (they are ignored).
+fn warn_if_profile_differs(given: &Path, frozen_path: &Path, frozen: &RunProfile) {
+    let Ok(mut p) = RunProfile::load(given) else {
+        return;
+    };
+    if let Some(d) = &p.data.path {
+        p.data.path = Some(absolute(d));
+    }
+    if let Some(w) = &p.weights {
+        p.weights = Some(absolute(w));
+    }
+    let mut differs = Vec::new();
+    let f = frozen;
+    let pairs: [(&str, bool); 9] = [
+        ("kind", p.kind != f.kind),
+        ("variant", p.variant != f.variant),
+        ("data", p.data != f.data),
+        ("recipe", p.recipe != f.recipe),
+        ("devices", p.devices != f.devices),
+        ("seed", p.seed != f.seed),
+        ("checkpoint", p.checkpoint != f.checkpoint),
+        ("reinit_identity", p.reinit_identity != f.reinit_identity),
+        ("weights", p.weights != f.weights),
+    ];
+    for (name, differ) in pairs {
+        if differ {
+            differs.push(name);
+        }
+    }
+    if !differs.is_empty() {
+        crate::errln!(
+            "warning: --resume continues with the run's frozen profile {}; {} differs from it in {} (ignored: start a new run to use it)",
+            frozen_path.display(),
+            given.display(),
+            differs.join(", ")
+        );
+    }
+}
+
+/// Whether `signal` is ignored in this process (inherited, e.g. SIGHUP under `nohup`).
+fn signal_ignored(signal: i32) -> bool {
+    // SAFETY: querying the disposition (no new action) with a zeroed out-parameter.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
 /// Starts or resumes the run of `opts.profile` in the foreground.
 pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
+    // From the start: a signal during start-up (data scan, scales) is not lost, and SIGHUP does
+    // not kill a run whose terminal went away before training began.
+    let stop = Arc::new(AtomicUsize::new(0));
+    // SIGHUP (the SSH connection or terminal went away) stops the run as SIGINT does: checkpoint,
+    // `stopped` event, exit 0; output to the dead terminal is best-effort (src/output.rs).
+    // Under `nohup` SIGHUP is ignored on purpose: then it stays ignored and the run goes on.
+    let hup = (!signal_ignored(libc::SIGHUP)).then_some(signal_hook::consts::SIGHUP);
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]
+        .into_iter()
+        .chain(hup)
+    {
+        signal_hook::flag::register_usize(signal, stop.clone(), signal as usize)
+            .context("cannot install the signal handlers")?;
+    }
+    if let Some(id) = &opts.run_id {
+        check_run_id(id)?;
+    }
     std::fs::create_dir_all(&opts.runs_dir)
         .with_context(|| format!("cannot create {}", opts.runs_dir.display()))?;
     let (dir, run_id, profile, resume) = if opts.resume {
@@ -215,27 +309,38 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         let resume = match &opts.checkpoint {
             Some(path) => {
                 let c = checkpoint::read(path)?;
-                (path.clone(), c)
+                Some((path.clone(), c))
             }
             None => {
                 let (found, rejected) = checkpoint::newest_valid(&dir.join(CKPT_DIR));
                 for r in &rejected {
-                    eprintln!("warning: {r}; trying an older checkpoint");
+                    crate::errln!("warning: {r}; trying an older checkpoint");
                 }
-                found.with_context(|| {
-                    format!(
-                        "--resume: no valid checkpoint in {}: start the run again without --resume",
-                        dir.join(CKPT_DIR).display()
-                    )
-                })?
+                match found {
+                    Some(found) => Some(found),
+                    None => {
+                        // Killed before its first checkpoint, failed at start-up, or every
+                        // checkpoint corrupt: nothing to continue, so the run starts over in its
+                        // own directory with its frozen profile (its events so far are kept).
+                        crate::errln!(
+                            "--resume: no valid checkpoint in {}: starting {} again from the beginning with its frozen profile",
+                            dir.join(CKPT_DIR).display(),
+                            dir.display()
+                        );
+                        None
+                    }
+                }
             }
         };
+        if run_dir_of(&opts.profile).is_none_or(|d| d != dir) {
+            warn_if_profile_differs(&opts.profile, &frozen, &profile);
+        }
         let id = dir
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("run")
             .to_string();
-        (dir, id, profile, Some(resume))
+        (dir, id, profile, resume)
     } else {
         let mut profile = RunProfile::load(&opts.profile)?;
         let id = opts.run_id.clone().unwrap_or_else(|| {
@@ -247,7 +352,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         let dir = opts.runs_dir.join(&id);
         if dir.join(EVENTS_FILE).exists() {
             bail!(
-                "run directory {} already holds a run: continue it with --resume, or choose another --run-id",
+                "run directory {} already holds a run: continue it with --resume (a run without a checkpoint starts over), or choose another --run-id",
                 dir.display()
             );
         }
@@ -268,10 +373,23 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         (dir, id, profile, None)
     };
 
+    profile
+        .check_output_paths()
+        .map_err(|m| anyhow::anyhow!("{}: {m}", opts.profile.display()))?;
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the run directory {}", dir.display()))?;
     let _lock = RunLock::acquire(&dir)?;
-    if resume.is_none() {
+    let resume_requested = opts.resume;
+    // Temporary files of an interrupted write (kill -9 during a checkpoint) would stay forever.
+    for d in [dir.clone(), dir.join(CKPT_DIR)] {
+        for removed in checkpoint::remove_stale_temporaries(&d) {
+            crate::errln!(
+                "note: removed {} (left by an interrupted write)",
+                removed.display()
+            );
+        }
+    }
+    if !resume_requested {
         crate::profile::write_atomic(&dir.join(PROFILE_FILE), profile.to_ron().as_bytes())
             .with_context(|| format!("cannot write {}", dir.join(PROFILE_FILE).display()))?;
     }
@@ -286,6 +404,15 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         e
     };
     let data = match crate::data::open(&profile.data) {
+        Ok(d) if d.val.is_empty() => {
+            return Err(fail(
+                &mut events,
+                anyhow::anyhow!(
+                    "the validation split of {} is empty: a run is scored on it (add validation images, or check val_limit)",
+                    d.description
+                ),
+            ));
+        }
         Ok(d) => d,
         Err(e) => return Err(fail(&mut events, e)),
     };
@@ -298,11 +425,6 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         }
         _ => (None, None),
     };
-    let stop = Arc::new(AtomicUsize::new(0));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_usize(signal, stop.clone(), signal as usize)
-            .context("cannot install the signal handlers")?;
-    }
     let devices = profile.devices.clone();
     let mut ctx = RunCtx {
         profile,
@@ -317,6 +439,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         stop_after: opts.stop_after,
         profile_path: absolute(&opts.profile),
         bookkeeping: std::time::Duration::ZERO,
+        events_failing: false,
     };
     match dispatch(&devices, TrainTask(&mut ctx)) {
         Ok(Ok(outcome)) => Ok(outcome),
@@ -373,7 +496,7 @@ impl BackendTask for TrainTask<'_> {
                 if let UpdateRule::AdamW { .. } = rule
                     && scales.negative_count() > 0
                 {
-                    eprintln!(
+                    crate::errln!(
                         "warning: the scales have {} negative values: the AdamW RepOptimizer is exactly equivalent only for positive scales",
                         scales.negative_count()
                     );

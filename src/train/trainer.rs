@@ -46,6 +46,8 @@ pub struct RunCtx {
     pub profile_path: PathBuf,
     /// Time spent writing events and checkpoints in this process (the run's bookkeeping).
     pub bookkeeping: std::time::Duration,
+    /// The last event could not be written (warned once per streak).
+    pub events_failing: bool,
 }
 
 impl RunCtx {
@@ -53,16 +55,34 @@ impl RunCtx {
         let start = Instant::now();
         let written = self.events.emit(body);
         self.bookkeeping += start.elapsed();
-        if let Err(e) = written {
-            eprintln!(
-                "warning: cannot append to {}: {e}",
-                self.events.path().display()
-            );
+        // Said once per streak of failures (a full disk fails every event), and when it ends.
+        match written {
+            Err(e) if !self.events_failing => {
+                self.events_failing = true;
+                crate::errln!(
+                    "warning: cannot append to {}: {e} (events are lost until it can; training goes on)",
+                    self.events.path().display()
+                );
+            }
+            Ok(()) if self.events_failing => {
+                self.events_failing = false;
+                crate::errln!("note: {} is written again", self.events.path().display());
+            }
+            _ => {}
         }
     }
 
     fn say(&self, line: &str) {
-        println!("[{}] {line}", self.run_id);
+        crate::outln!("[{}] {line}", self.run_id);
+    }
+}
+
+/// The `stopped` reason of a signal caught by the run's handlers.
+pub fn signal_name(signal: usize) -> &'static str {
+    match signal as i32 {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        _ => "SIGINT",
     }
 }
 
@@ -246,11 +266,7 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
         while state.iter < ipe {
             let signal = ctx.stop.load(Ordering::SeqCst);
             if signal != 0 {
-                let reason = if signal == libc::SIGTERM as usize {
-                    "SIGTERM"
-                } else {
-                    "SIGINT"
-                };
+                let reason = signal_name(signal);
                 return stop(
                     ctx,
                     &model,
@@ -258,6 +274,18 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
                     &mut state,
                     elapsed_before + process_start.elapsed().as_secs_f64(),
                     reason,
+                );
+            }
+            // Checked before a step (not after one): `--stop-after N` runs exactly N
+            // iterations, also when N ends an epoch (the run then stops after its evaluation).
+            if ctx.stop_after.is_some_and(|n| steps_this_process >= n) {
+                return stop(
+                    ctx,
+                    &model,
+                    &opt,
+                    &mut state,
+                    elapsed_before + process_start.elapsed().as_secs_f64(),
+                    "stop-after",
                 );
             }
             let lr = schedule.lr_for_iteration(state.global_iter);
@@ -356,22 +384,55 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
                 save(ctx, &model, &opt, &state, false);
                 last_ckpt = Instant::now();
             }
-            if ctx.stop_after.is_some_and(|n| steps_this_process >= n) && state.iter < ipe {
-                return stop(
-                    ctx,
-                    &model,
-                    &opt,
-                    &mut state,
-                    elapsed_before + process_start.elapsed().as_secs_f64(),
-                    "stop-after",
-                );
-            }
         }
         drop(iters);
 
-        // End of epoch: evaluate, record, checkpoint.
-        let (val_loss, top1, top5) =
-            evaluate::<B, M>(&model, &val_loader, ctx.data.classes, &main_device)?;
+        // End of epoch: evaluate, record, checkpoint. A stop request during the pass stops
+        // after the current batch; the checkpoint then holds the finished epoch's training,
+        // and a resumed run evaluates it first.
+        let Some(report) = evaluate::<B, M>(
+            &model,
+            &val_loader,
+            ctx.data.classes,
+            &main_device,
+            &ctx.stop,
+        )?
+        else {
+            let reason = signal_name(ctx.stop.load(Ordering::SeqCst));
+            return stop(
+                ctx,
+                &model,
+                &opt,
+                &mut state,
+                elapsed_before + process_start.elapsed().as_secs_f64(),
+                reason,
+            );
+        };
+        if !report.is_finite() {
+            // A diverged model (weights or BN statistics no longer finite) is never scored, never
+            // "best" and never checkpointed: recorded as failed, the last good checkpoint kept.
+            let (bad, first) = non_finite_weights::<B, M>(&model);
+            let last = checkpoint::list(&ctx.dir.join(CKPT_DIR))
+                .pop()
+                .map(|p| p.display().to_string());
+            let message = format!(
+                "after epoch {} the model is not finite: {} of {} validation images gave non-finite logits, {bad} weights are NaN or infinite{}; stopped without checkpointing. Last good checkpoint: {}. \
+                 Lower the learning rate (or enable grad_clip for HS runs), then resume.",
+                epoch + 1,
+                report.non_finite,
+                report.images,
+                first
+                    .map(|f| format!(" (first in {f})"))
+                    .unwrap_or_default(),
+                last.as_deref().unwrap_or("none")
+            );
+            ctx.emit(EventBody::Failed(events::Failed {
+                message: message.clone(),
+            }));
+            ctx.say(&format!("FAILED: {message}"));
+            return Ok(RunOutcome::Failed(message));
+        }
+        let (val_loss, top1, top5) = (report.loss, report.top1, report.top5);
         let train_loss = state.epoch_loss_sum / state.epoch_seen.max(1) as f64;
         let train_top1 = 100.0 * state.epoch_correct as f64 / state.epoch_seen.max(1) as f64;
         ctx.emit(EventBody::Eval(events::Eval {
@@ -394,7 +455,7 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
         ) {
             ctx.emit(EventBody::Scales(scales_event(&scales, epoch)));
             if let Err(e) = scales.save(&ctx.dir.join(SCALES_FILE)) {
-                eprintln!(
+                crate::errln!(
                     "warning: cannot write {}: {e}",
                     ctx.dir.join(SCALES_FILE).display()
                 );
@@ -463,25 +524,53 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
     Ok(RunOutcome::Finished)
 }
 
-/// Validation loss (no label smoothing), top-1 and top-5 in percent, in evaluation mode.
+/// What an evaluation pass measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvalReport {
+    /// Validation loss (no label smoothing); NaN when a logit was not finite.
+    pub loss: f64,
+    /// Top-1 and top-5 in percent; a sample with a non-finite logit is never correct.
+    pub top1: f64,
+    pub top5: f64,
+    pub images: usize,
+    /// Samples whose logits were not all finite (a diverged model).
+    pub non_finite: usize,
+}
+
+impl EvalReport {
+    /// Whether every logit was finite (the numbers mean something).
+    pub fn is_finite(&self) -> bool {
+        self.non_finite == 0 && self.loss.is_finite()
+    }
+}
+
+/// [`evaluate_inner`] for the model being trained (its inner, non-autodiff form).
 pub fn evaluate<B: AutodiffBackend, M: TrainModel<B>>(
     model: &M,
     loader: &Loader,
     classes: usize,
     device: &B::Device,
-) -> anyhow::Result<(f64, f64, f64)> {
-    evaluate_inner::<B::InnerBackend, _>(&model.valid(), loader, classes, device)
+    stop: &AtomicUsize,
+) -> anyhow::Result<Option<EvalReport>> {
+    evaluate_inner::<B::InnerBackend, _>(&model.valid(), loader, classes, device, stop)
 }
 
-/// [`evaluate`] for a model on any backend (no autodiff).
+/// Validation loss, top-1 and top-5 of a model on any backend, in evaluation mode. Returns
+/// `None` when `stop` became non-zero (a signal) before the pass ended: it is checked before
+/// every batch, so a stop request waits for one batch, not the whole pass.
 pub fn evaluate_inner<B: burn::tensor::backend::Backend, M: crate::model::Classifier<B>>(
     model: &M,
     loader: &Loader,
     classes: usize,
     device: &B::Device,
-) -> anyhow::Result<(f64, f64, f64)> {
-    let (mut loss, mut top1, mut top5, mut n) = (0.0f64, 0usize, 0usize, 0usize);
+    stop: &AtomicUsize,
+) -> anyhow::Result<Option<EvalReport>> {
+    let (mut loss, mut top1, mut top5, mut n, mut non_finite) =
+        (0.0f64, 0usize, 0usize, 0usize, 0usize);
     for batch in loader.epoch(0, 0) {
+        if stop.load(Ordering::SeqCst) != 0 {
+            return Ok(None);
+        }
         let batch = batch?;
         let labels = batch.labels.clone();
         let (x, _) = batch.into_tensors::<B>(device);
@@ -492,6 +581,11 @@ pub fn evaluate_inner<B: burn::tensor::backend::Backend, M: crate::model::Classi
             .to_vec()
             .expect("f32");
         for (row, &label) in logits.chunks(classes).zip(&labels) {
+            if row.iter().any(|v| !v.is_finite()) {
+                non_finite += 1;
+                loss = f64::NAN;
+                continue;
+            }
             let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
             let lse = max
                 + row
@@ -505,8 +599,40 @@ pub fn evaluate_inner<B: burn::tensor::backend::Backend, M: crate::model::Classi
         top5 += correct_top_k(&logits, classes, &labels, 5.min(classes));
         n += labels.len();
     }
-    let n = n.max(1) as f64;
-    Ok((loss / n, 100.0 * top1 as f64 / n, 100.0 * top5 as f64 / n))
+    if n == 0 {
+        anyhow::bail!("the validation split is empty: nothing to evaluate");
+    }
+    let nf = n as f64;
+    Ok(Some(EvalReport {
+        loss: loss / nf,
+        top1: 100.0 * top1 as f64 / nf,
+        top5: 100.0 * top5 as f64 / nf,
+        images: n,
+        non_finite,
+    }))
+}
+
+/// How many values of the model's tensors are not finite, and the first tensor that has one.
+fn non_finite_weights<B: AutodiffBackend, M: TrainModel<B>>(model: &M) -> (usize, Option<String>) {
+    count_non_finite(named_tensors::<B, M>(model).iter().map(|(n, d)| (n, d)))
+}
+
+/// How many values are not finite, and the first tensor (by name) that has one.
+pub fn count_non_finite<'a>(
+    tensors: impl IntoIterator<Item = (&'a String, &'a burn::tensor::TensorData)>,
+) -> (usize, Option<String>) {
+    let (mut count, mut first) = (0usize, None);
+    for (name, data) in tensors {
+        let n = match data.clone().convert::<f32>().to_vec::<f32>() {
+            Ok(v) => v.iter().filter(|x| !x.is_finite()).count(),
+            Err(_) => 0,
+        };
+        if n > 0 && first.is_none() {
+            first = Some(name.clone());
+        }
+        count += n;
+    }
+    (count, first)
 }
 
 /// Writes a checkpoint of the current position; a failure is reported and training goes on
@@ -534,30 +660,44 @@ fn save_inner<B: AutodiffBackend, M: TrainModel<B>>(
 ) -> Option<String> {
     let dir = ctx.dir.join(CKPT_DIR);
     let name = checkpoint::file_name(state.epoch, state.global_iter);
-    let ckpt = Checkpoint {
-        state: state.clone(),
-        model: named_tensors::<B, M>(model),
-        optim: opt.state_tensors(),
+    let rel = format!("{CKPT_DIR}/{name}");
+    let tensors = named_tensors::<B, M>(model);
+    let (bad, first) = count_non_finite(tensors.iter().map(|(n, d)| (n, d)));
+    let written = if bad > 0 {
+        // A diverged model is never a checkpoint (it would become the newest, or the best).
+        Err(format!(
+            "the model has {bad} non-finite weights (first in {}): not written",
+            first.unwrap_or_default()
+        ))
+    } else {
+        let ckpt = Checkpoint {
+            state: state.clone(),
+            model: tensors,
+            optim: opt.state_tensors(),
+        };
+        checkpoint::write(&dir.join(&name), &ckpt)
     };
-    if let Err(e) = checkpoint::write(&dir.join(&name), &ckpt) {
-        eprintln!(
+    if let Err(e) = written {
+        crate::errln!(
             "[{}] checkpoint failed (training goes on, earlier checkpoints are intact): {e}",
             ctx.run_id
         );
+        ctx.emit(EventBody::CheckpointFailed(events::CheckpointFailed {
+            epoch: state.epoch,
+            global_iter: state.global_iter,
+            path: rel,
+            error: e,
+        }));
         return None;
     }
     if best {
-        // Hard link under a temporary name, then rename: `best.ckpt` is always a whole file.
-        let tmp = dir.join(".best.ckpt.tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let linked = std::fs::hard_link(dir.join(&name), &tmp)
-            .and_then(|_| std::fs::rename(&tmp, dir.join(checkpoint::BEST)));
-        if let Err(e) = linked {
-            eprintln!("[{}] cannot update {}: {e}", ctx.run_id, checkpoint::BEST);
+        // A copy (not a hard link: damaging one file must not damage the other), written under
+        // a temporary name, synced and renamed: `best.ckpt` is always a whole file.
+        if let Err(e) = checkpoint::copy_atomic(&dir.join(&name), &dir.join(checkpoint::BEST)) {
+            crate::errln!("[{}] cannot update {}: {e}", ctx.run_id, checkpoint::BEST);
         }
     }
     checkpoint::prune(&dir, ctx.profile.checkpoint.keep_last);
-    let rel = format!("{CKPT_DIR}/{name}");
     ctx.emit(EventBody::Checkpoint(events::CheckpointEvent {
         epoch: state.epoch,
         global_iter: state.global_iter,

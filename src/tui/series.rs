@@ -122,7 +122,10 @@ impl RunSeries {
                 }
                 self.gpu.push_back((e.t, g.clone()));
             }
-            EventBody::Finished(_) | EventBody::Stopped(_) | EventBody::Failed(_) => {}
+            EventBody::Finished(_)
+            | EventBody::Stopped(_)
+            | EventBody::Failed(_)
+            | EventBody::CheckpointFailed(_) => {}
         }
     }
 

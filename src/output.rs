@@ -1,0 +1,82 @@
+//! Best-effort terminal output. `println!` panics when stdout is a closed pipe (`| head -2`,
+//! EPIPE) or a terminal that went away (SSH dropped, EIO); a run, an evaluation or a probe must
+//! never die of that. [`outln!`](crate::outln) and [`errln!`](crate::errln) write a line and
+//! ignore errors; after the first failed write to a stream, that stream is left alone (its
+//! reader is gone), and the work goes on.
+
+use std::fmt;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+static STDERR_GONE: AtomicBool = AtomicBool::new(false);
+
+fn write_to(gone: &AtomicBool, w: &mut dyn Write, args: fmt::Arguments) {
+    if gone.load(Ordering::Relaxed) {
+        return;
+    }
+    if w.write_fmt(args).and_then(|_| w.flush()).is_err() {
+        gone.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Writes to stdout, ignoring errors (see the module docs).
+pub fn out(args: fmt::Arguments) {
+    write_to(&STDOUT_GONE, &mut std::io::stdout().lock(), args);
+}
+
+/// Writes to stderr, ignoring errors (see the module docs).
+pub fn err(args: fmt::Arguments) {
+    write_to(&STDERR_GONE, &mut std::io::stderr().lock(), args);
+}
+
+/// Whether a write to stdout has failed (its reader is gone).
+pub fn stdout_gone() -> bool {
+    STDOUT_GONE.load(Ordering::Relaxed)
+}
+
+/// `println!` that never panics: output errors end output, not work.
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::output::out(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `print!` that never panics.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::output::out(format_args!($($arg)*)) };
+}
+
+/// `eprintln!` that never panics.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => { $crate::output::err(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Broken(usize);
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            self.0 += 1;
+            Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_write_marks_the_stream_gone_and_later_writes_are_skipped() {
+        let gone = AtomicBool::new(false);
+        let mut w = Broken(0);
+        write_to(&gone, &mut w, format_args!("a line\n"));
+        assert!(gone.load(Ordering::Relaxed));
+        let tries = w.0;
+        write_to(&gone, &mut w, format_args!("another\n"));
+        assert_eq!(w.0, tries, "no write after the stream is gone");
+    }
+}
