@@ -172,6 +172,12 @@ fn one_of_each() -> Vec<EventBody> {
         EventBody::Failed(Failed {
             message: "m".into(),
         }),
+        EventBody::CheckpointFailed(CheckpointFailed {
+            epoch: 1,
+            global_iter: 2,
+            path: "ckpt/x.ckpt".into(),
+            error: "disk full".into(),
+        }),
     ]
 }
 
@@ -188,6 +194,7 @@ fn kind(e: &EventBody) -> &'static str {
         EventBody::Finished(_) => "finished",
         EventBody::Stopped(_) => "stopped",
         EventBody::Failed(_) => "failed",
+        EventBody::CheckpointFailed(_) => "checkpoint_failed",
     }
 }
 

@@ -52,13 +52,12 @@ fn official_b1_scales_import_and_masks_match_the_raw_values() {
     // Raw values straight from the file, and the mask formula written out here.
     let raw = read_pth(&path).unwrap();
     let val = |key: &str, c: usize| raw[key].values[c];
-    let masks = GradMults::<B>::from_scales(&profile, &v, 2, &Default::default());
+    let mut masks = GradMults::<B>::from_scales(&profile, &v, 2, &Default::default());
     assert_eq!(masks.len(), 28, "every block's 3x3 conv has a mask");
-    let at = |name: &str, cin: usize, o: usize, i: usize, p: usize, q: usize| -> f32 {
+    let mut at = |name: &str, cin: usize, o: usize, i: usize, p: usize, q: usize| -> f32 {
         let m: Vec<f32> = masks
             .get(&format!("{name}.conv.weight"))
             .unwrap()
-            .clone()
             .into_data()
             .to_vec()
             .unwrap();

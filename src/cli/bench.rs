@@ -144,7 +144,12 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
     let results = dispatch(&[args.device], ModelTask(cfg))?;
     crate::outln!(
         "{:<8} {:>10} {:>10} {:>12} {:>12} {:>12}",
-        "model", "s/step", "images/s", "optimizer s", "PyTorch i/s", "ours/PyTorch"
+        "model",
+        "s/step",
+        "images/s",
+        "optimizer s",
+        "PyTorch i/s",
+        "ours/PyTorch"
     );
     for r in &results {
         let peer = torch

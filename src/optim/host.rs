@@ -8,13 +8,52 @@ use rayon::prelude::*;
 /// Elements per parallel chunk: large enough to amortize scheduling, small enough to balance.
 const CHUNK: usize = 1 << 15;
 
+use super::kernels::FactoredMask;
+
+/// A Grad Mult mask as the loops read it.
+#[derive(Debug, Clone, Copy)]
+pub enum Mask<'a> {
+    /// One value per element.
+    Dense(&'a [f32]),
+    /// Rows built on the fly from per-channel factors (no memory traffic).
+    Factored(&'a FactoredMask),
+}
+
+impl Mask<'_> {
+    /// Elements per parallel chunk: whole output-channel rows for factored masks.
+    fn chunk(mask: Option<Mask<'_>>) -> usize {
+        match mask {
+            Some(Mask::Factored(f)) => f.row_len().max(1),
+            _ => CHUNK,
+        }
+    }
+}
+
+/// The mask values of chunk `c` (starting at element `o`, `n` long).
+fn chunk_mask<'a>(
+    mask: Option<Mask<'a>>,
+    c: usize,
+    o: usize,
+    n: usize,
+    row: &'a mut Vec<f32>,
+) -> Option<&'a [f32]> {
+    match mask {
+        None => None,
+        Some(Mask::Dense(m)) => Some(&m[o..o + n]),
+        Some(Mask::Factored(f)) => {
+            f.fill_row(c, row);
+            Some(&row[..n])
+        }
+    }
+}
+
 /// SGD with Grad Mult, in the official order: d = g ⊙ M; d += wd·p; momentum buffer
 /// (b = d on the first step, else μ·b + d); Nesterov d + μ·b (else b); p −= lr·d.
 #[allow(clippy::too_many_arguments)]
 pub fn sgd(
     p: &mut [f32],
     g: &[f32],
-    mask: Option<&[f32]>,
+    mask: Option<Mask<'_>>,
     buf: Option<&mut [f32]>,
     first: bool,
     wd: f32,
@@ -43,28 +82,29 @@ pub fn sgd(
         *p -= d * lr;
     };
     let n = p.len();
+    let chunk = Mask::chunk(mask);
     match buf {
         Some(buf) => p
-            .par_chunks_mut(CHUNK)
-            .zip(buf.par_chunks_mut(CHUNK))
+            .par_chunks_mut(chunk)
+            .zip(buf.par_chunks_mut(chunk))
             .enumerate()
-            .for_each(|(c, (pc, bc))| {
-                let o = c * CHUNK;
+            .for_each_init(Vec::new, |row, (c, (pc, bc))| {
+                let o = c * chunk;
+                let m = chunk_mask(mask, c, o, pc.len(), row);
                 for i in 0..pc.len() {
-                    step(
-                        &mut pc[i],
-                        g[o + i],
-                        mask.map(|m| m[o + i]),
-                        Some(&mut bc[i]),
-                    );
+                    step(&mut pc[i], g[o + i], m.map(|m| m[i]), Some(&mut bc[i]));
                 }
             }),
-        None => p.par_chunks_mut(CHUNK).enumerate().for_each(|(c, pc)| {
-            let o = c * CHUNK;
-            for i in 0..pc.len() {
-                step(&mut pc[i], g[o + i], mask.map(|m| m[o + i]), None);
-            }
-        }),
+        None => p
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each_init(Vec::new, |row, (c, pc)| {
+                let o = c * chunk;
+                let m = chunk_mask(mask, c, o, pc.len(), row);
+                for i in 0..pc.len() {
+                    step(&mut pc[i], g[o + i], m.map(|m| m[i]), None);
+                }
+            }),
     }
     debug_assert_eq!(g.len(), n);
 }
@@ -75,7 +115,7 @@ pub fn sgd(
 pub fn adamw(
     p: &mut [f32],
     g: &[f32],
-    mask: Option<&[f32]>,
+    mask: Option<Mask<'_>>,
     exp_avg: &mut [f32],
     exp_avg_sq: &mut [f32],
     first: bool,
@@ -89,14 +129,16 @@ pub fn adamw(
 ) {
     let decay = 1.0 - lr * wd;
     let step_size = lr / bias1;
-    p.par_chunks_mut(CHUNK)
-        .zip(exp_avg.par_chunks_mut(CHUNK))
-        .zip(exp_avg_sq.par_chunks_mut(CHUNK))
+    let chunk = Mask::chunk(mask);
+    p.par_chunks_mut(chunk)
+        .zip(exp_avg.par_chunks_mut(chunk))
+        .zip(exp_avg_sq.par_chunks_mut(chunk))
         .enumerate()
-        .for_each(|(c, ((pc, mc), vc))| {
-            let o = c * CHUNK;
+        .for_each_init(Vec::new, |row, (c, ((pc, mc), vc))| {
+            let o = c * chunk;
+            let kc = chunk_mask(mask, c, o, pc.len(), row);
             for i in 0..pc.len() {
-                let k = mask.map(|m| m[o + i]);
+                let k = kc.map(|m| m[i]);
                 let gi = match k {
                     Some(k) => g[o + i] * k,
                     None => g[o + i],

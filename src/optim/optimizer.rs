@@ -10,7 +10,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::kernels::grad_mult;
+use super::host::Mask;
+use super::kernels::FactoredMask;
 use crate::model::Variant;
 use crate::model::params::PathStack;
 use crate::profile::ScalesProfile;
@@ -74,15 +75,21 @@ pub fn decays(name: &str, rank: usize) -> bool {
     !(rank == 1 || name.ends_with(".bias"))
 }
 
-/// Grad Mult masks by parameter name (`stage1.0.conv.weight`), flattened.
+/// Grad Mult masks by parameter name (`stage1.0.conv.weight`): kept as per-channel factors
+/// (what the fused loops read), expanded to flat tensors on the device on first use by the
+/// tensor-operation paths (GPUs).
 pub struct GradMults<B: Backend> {
-    masks: HashMap<String, Tensor<B, 1>>,
+    factors: HashMap<String, FactoredMask>,
+    dense: HashMap<String, Tensor<B, 1>>,
+    device: Option<B::Device>,
 }
 
 impl<B: Backend> GradMults<B> {
     pub fn none() -> Self {
         GradMults {
-            masks: HashMap::new(),
+            factors: HashMap::new(),
+            dense: HashMap::new(),
+            device: None,
         }
     }
 
@@ -94,39 +101,56 @@ impl<B: Backend> GradMults<B> {
         power: i32,
         device: &B::Device,
     ) -> Self {
-        let mut masks = HashMap::new();
+        let mut factors = HashMap::new();
         for (plan, block) in variant.plan().iter().zip(&scales.blocks) {
-            let values = grad_mult(
-                plan.in_channels,
-                &block.s,
-                &block.t,
-                plan.has_identity(),
-                power,
-            );
-            let n = values.len();
-            masks.insert(
+            factors.insert(
                 format!("{}.conv.weight", plan.name),
-                Tensor::from_data(TensorData::new(values, [n]), device),
+                FactoredMask::new(
+                    plan.in_channels,
+                    &block.s,
+                    &block.t,
+                    plan.has_identity(),
+                    power,
+                ),
             );
         }
-        GradMults { masks }
+        GradMults {
+            factors,
+            dense: HashMap::new(),
+            device: Some(device.clone()),
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.masks.len()
+        self.factors.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.masks.is_empty()
+        self.factors.is_empty()
     }
 
-    pub fn get(&self, name: &str) -> Option<&Tensor<B, 1>> {
-        self.masks.get(name)
+    /// The mask of a parameter as per-channel factors.
+    pub fn factors(&self, name: &str) -> Option<&FactoredMask> {
+        self.factors.get(name)
     }
 
-    /// Removes and returns a mask (the CPU path keeps its own host copy).
-    fn take(&mut self, name: &str) -> Option<Tensor<B, 1>> {
-        self.masks.remove(name)
+    /// The mask of a parameter as a flat tensor on the device (built once, then kept).
+    pub fn get(&mut self, name: &str) -> Option<Tensor<B, 1>> {
+        if let Some(t) = self.dense.get(name) {
+            return Some(t.clone());
+        }
+        let f = self.factors.get(name)?;
+        let device = self.device.as_ref()?;
+        let mut values = Vec::with_capacity(f.row_len() * f.s_pow.len());
+        let mut row = Vec::new();
+        for o in 0..f.s_pow.len() {
+            f.fill_row(o, &mut row);
+            values.extend_from_slice(&row);
+        }
+        let n = values.len();
+        let t = Tensor::<B, 1>::from_data(TensorData::new(values, [n]), device);
+        self.dense.insert(name.to_string(), t.clone());
+        Some(t)
     }
 }
 
@@ -179,8 +203,6 @@ pub struct RepOptimizer<B: Backend> {
     frozen: HashSet<String>,
     state: HashMap<String, ParamState<B>>,
     path: UpdatePath,
-    /// Host copies of the masks for the fused loops, made on first use.
-    host_masks: HashMap<String, std::sync::Arc<Vec<f32>>>,
 }
 
 impl<B: Backend> RepOptimizer<B> {
@@ -191,7 +213,6 @@ impl<B: Backend> RepOptimizer<B> {
             frozen: HashSet::new(),
             state: HashMap::new(),
             path: UpdatePath::for_backend::<B>(),
-            host_masks: HashMap::new(),
         }
     }
 
@@ -291,7 +312,7 @@ impl<B: Backend> RepOptimizer<B> {
         grad: Tensor<B, 1>,
         lr: f64,
     ) -> Tensor<B, 1> {
-        let mask = self.masks.get(name).cloned();
+        let mask = self.masks.get(name);
         let state = self.state.entry(name.to_string()).or_insert(ParamState {
             momentum: None,
             exp_avg: None,
@@ -374,18 +395,7 @@ impl<B: Backend> RepOptimizer<B> {
     ) -> Tensor<B, D> {
         let device = param.device();
         let n = param.shape().num_elements();
-        // The mask moves to host memory once (the tensor is dropped: one copy, not two).
-        if let Some(m) = self.masks.take(name) {
-            let values = m
-                .into_data()
-                .convert::<f32>()
-                .into_vec::<f32>()
-                .expect("f32 mask");
-            self.host_masks
-                .insert(name.to_string(), std::sync::Arc::new(values));
-        }
-        let mask = self.host_masks.get(name).cloned();
-        let mask = mask.as_deref().map(|m| m.as_slice());
+        let mask = self.masks.factors(name).map(Mask::Factored);
         let state = self.state.entry(name.to_string()).or_insert(ParamState {
             momentum: None,
             exp_avg: None,
@@ -465,7 +475,10 @@ impl<B: Backend> RepOptimizer<B> {
         fused: bool,
     ) -> Tensor<B, D> {
         use super::torch;
-        let mask = self.masks.get(name).cloned();
+        let mask = torch::MaskSource {
+            masks: &mut self.masks,
+            name,
+        };
         let state = self.state.entry(name.to_string()).or_insert(ParamState {
             momentum: None,
             exp_avg: None,

@@ -11,6 +11,16 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorPrimitive};
 use tch::{Device, Kind};
 
+use super::host::Mask;
+use super::optimizer::GradMults;
+
+/// Where a parameter's Grad Mult mask comes from: its factors for the fused loops, the dense
+/// tensor (built on first use) for the torch operations.
+pub struct MaskSource<'a, B: Backend> {
+    pub masks: &'a mut GradMults<B>,
+    pub name: &'a str,
+}
+
 /// Whether `B` is the LibTorch backend (f32).
 pub fn is_libtorch<B: Backend>() -> bool {
     TypeId::of::<B>() == TypeId::of::<LibTorch>()
@@ -122,30 +132,24 @@ pub struct Sgd {
 pub fn sgd<B: Backend, const D: usize>(
     param: Tensor<B, D>,
     grad: Tensor<B, D>,
-    mask: Option<Tensor<B, 1>>,
+    mask: MaskSource<'_, B>,
     buf: Option<Tensor<B, 1>>,
     a: Sgd,
     fused: bool,
 ) -> (Tensor<B, D>, Option<Tensor<B, 1>>) {
     let p = writable(into_tch(param));
     let g = into_tch(grad);
-    let mask = mask.map(into_tch);
     let n = p.tensor.numel();
     let first = buf.is_none();
-    let use_momentum = a.momentum != 0.0;
-    let b = use_momentum.then(|| match buf {
+    let b = (a.momentum != 0.0).then(|| match buf {
         Some(b) => writable(into_tch(b)),
-        None => TchTensor::new(tch::Tensor::empty(
-            [n as i64],
-            (Kind::Float, p.tensor.device()),
-        )),
+        None => empty_like_flat(&p.tensor, n),
     });
     let views = if fused {
         host_views(
             [
                 Some(&p.tensor),
                 Some(&g.tensor),
-                mask.as_ref().map(|m| &m.tensor),
                 b.as_ref().map(|b| &b.tensor),
             ],
             n,
@@ -155,21 +159,14 @@ pub fn sgd<B: Backend, const D: usize>(
     };
     match views {
         Some(v) => {
-            // SAFETY: `host_views` checked that the four tensors are contiguous f32 CPU buffers
+            // SAFETY: `host_views` checked that the three tensors are contiguous f32 CPU buffers
             // of n elements that do not overlap; `p` and `b` are writable (storage not shared),
-            // and all four tensors live until the end of this block.
-            let (pv, gv, mv, bv) = unsafe {
-                (
-                    slice_mut(&v[0]),
-                    slice_mut(&v[1]),
-                    slice_mut(&v[2]),
-                    slice_mut(&v[3]),
-                )
-            };
+            // and all three tensors live until the end of this block.
+            let (pv, gv, bv) = unsafe { (slice_mut(&v[0]), slice_mut(&v[1]), slice_mut(&v[2])) };
             super::host::sgd(
                 pv.expect("param"),
                 gv.expect("grad"),
-                mv.as_deref(),
+                mask.masks.factors(mask.name).map(Mask::Factored),
                 bv,
                 first,
                 a.wd as f32,
@@ -179,14 +176,17 @@ pub fn sgd<B: Backend, const D: usize>(
                 a.lr as f32,
             );
         }
-        None => sgd_ops(
-            &p.tensor,
-            &g.tensor,
-            mask.as_ref().map(|m| &m.tensor),
-            b.as_ref().map(|b| &b.tensor),
-            first,
-            a,
-        ),
+        None => {
+            let dense = mask.masks.get(mask.name).map(into_tch);
+            sgd_ops(
+                &p.tensor,
+                &g.tensor,
+                dense.as_ref().map(|m| &m.tensor),
+                b.as_ref().map(|b| &b.tensor),
+                first,
+                a,
+            )
+        }
     }
     (from_tch(p), b.map(from_tch))
 }
@@ -247,34 +247,24 @@ pub struct AdamW {
 pub fn adamw<B: Backend, const D: usize>(
     param: Tensor<B, D>,
     grad: Tensor<B, D>,
-    mask: Option<Tensor<B, 1>>,
+    mask: MaskSource<'_, B>,
     moments: Option<(Tensor<B, 1>, Tensor<B, 1>)>,
     a: AdamW,
     fused: bool,
 ) -> (Tensor<B, D>, (Tensor<B, 1>, Tensor<B, 1>)) {
     let p = writable(into_tch(param));
     let g = into_tch(grad);
-    let mask = mask.map(into_tch);
     let n = p.tensor.numel();
     let first = moments.is_none();
     let (m, v) = match moments {
         Some((m, v)) => (writable(into_tch(m)), writable(into_tch(v))),
-        None => {
-            let empty = || {
-                TchTensor::new(tch::Tensor::empty(
-                    [n as i64],
-                    (Kind::Float, p.tensor.device()),
-                ))
-            };
-            (empty(), empty())
-        }
+        None => (empty_like_flat(&p.tensor, n), empty_like_flat(&p.tensor, n)),
     };
     let views = if fused {
         host_views(
             [
                 Some(&p.tensor),
                 Some(&g.tensor),
-                mask.as_ref().map(|m| &m.tensor),
                 Some(&m.tensor),
                 Some(&v.tensor),
             ],
@@ -285,21 +275,20 @@ pub fn adamw<B: Backend, const D: usize>(
     };
     match views {
         Some(h) => {
-            // SAFETY: as in `sgd`: five non-overlapping contiguous f32 CPU buffers of n
+            // SAFETY: as in `sgd`: four non-overlapping contiguous f32 CPU buffers of n
             // elements; `p`, `m` and `v` are writable and live until the end of this block.
-            let (pv, gv, mv, ev, sv) = unsafe {
+            let (pv, gv, ev, sv) = unsafe {
                 (
                     slice_mut(&h[0]),
                     slice_mut(&h[1]),
                     slice_mut(&h[2]),
                     slice_mut(&h[3]),
-                    slice_mut(&h[4]),
                 )
             };
             super::host::adamw(
                 pv.expect("param"),
                 gv.expect("grad"),
-                mv.as_deref(),
+                mask.masks.factors(mask.name).map(Mask::Factored),
                 ev.expect("exp_avg"),
                 sv.expect("exp_avg_sq"),
                 first,
@@ -312,17 +301,25 @@ pub fn adamw<B: Backend, const D: usize>(
                 a.bias2.sqrt() as f32,
             );
         }
-        None => adamw_ops(
-            &p.tensor,
-            &g.tensor,
-            mask.as_ref().map(|m| &m.tensor),
-            &m.tensor,
-            &v.tensor,
-            first,
-            a,
-        ),
+        None => {
+            let dense = mask.masks.get(mask.name).map(into_tch);
+            adamw_ops(
+                &p.tensor,
+                &g.tensor,
+                dense.as_ref().map(|k| &k.tensor),
+                &m.tensor,
+                &v.tensor,
+                first,
+                a,
+            )
+        }
     }
     (from_tch(p), (from_tch(m), from_tch(v)))
+}
+
+/// A new flat f32 tensor of `n` elements on `like`'s device (contents unset).
+fn empty_like_flat(like: &tch::Tensor, n: usize) -> TchTensor {
+    TchTensor::new(tch::Tensor::empty([n as i64], (Kind::Float, like.device())))
 }
 
 /// The AdamW update as in-place torch operations on flat views (any device).

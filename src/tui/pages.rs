@@ -266,6 +266,10 @@ pub fn describe_event(e: &Event) -> String {
                 format::plural(u64::from(c.epoch), "epoch")
             ),
         ),
+        EventBody::CheckpointFailed(c) => (
+            "ckpt failed",
+            format!("{} not written: {}", c.path, c.error),
+        ),
         EventBody::Probe(p) => (
             "probe",
             format!(
