@@ -93,12 +93,14 @@ pub fn bench_models<B: AutodiffBackend>(
         .map(|&kind| {
             let (step_s, optimizer_s, plain_sgd_s) = match kind {
                 ModelKind::Target => {
+                    // Plain SGD first, then the RepOptimizer, each on a fresh model: the
+                    // comparison does not favour the one measured second.
+                    let fresh = || TargetNet::<B>::init(v, cfg.classes, 0, device);
+                    let mut plain = RepOptimizer::plain(sgd);
+                    let (_, plain_optim, _) = time_steps(cfg, fresh(), &mut plain, device);
                     let masks = GradMults::from_scales(&random_scales(v, 1, true), v, 2, device);
                     let mut opt = RepOptimizer::new(sgd, masks);
-                    let model = TargetNet::<B>::init(v, cfg.classes, 0, device);
-                    let (step, optim, model) = time_steps(cfg, model, &mut opt, device);
-                    let mut plain = RepOptimizer::plain(sgd);
-                    let (_, plain_optim, _) = time_steps(cfg, model, &mut plain, device);
+                    let (step, optim, _) = time_steps(cfg, fresh(), &mut opt, device);
                     (step, optim, Some(plain_optim))
                 }
                 ModelKind::RepVgg => {

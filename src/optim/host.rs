@@ -20,29 +20,53 @@ pub enum Mask<'a> {
 }
 
 impl Mask<'_> {
-    /// Elements per parallel chunk: whole output-channel rows for factored masks.
+    /// Elements per chunk: whole output-channel rows for factored masks.
     fn chunk(mask: Option<Mask<'_>>) -> usize {
         match mask {
             Some(Mask::Factored(f)) => f.row_len().max(1),
             _ => CHUNK,
         }
     }
+
+    /// Chunks per parallel task, so that a task covers about `CHUNK` elements (rows are small:
+    /// one task per row would cost more in scheduling than the row's update).
+    fn min_chunks(chunk: usize) -> usize {
+        (CHUNK / chunk).max(1)
+    }
 }
 
-/// The mask values of chunk `c` (starting at element `o`, `n` long).
-fn chunk_mask<'a>(
-    mask: Option<Mask<'a>>,
+/// Calls `f(i, mask value)` for every element `i` of chunk `c` (starting at element `o`, `n`
+/// long). Factored masks compute each value from the row's three numbers: no mask memory is read.
+#[inline(always)]
+fn each_masked(
+    mask: Option<Mask<'_>>,
     c: usize,
     o: usize,
     n: usize,
-    row: &'a mut Vec<f32>,
-) -> Option<&'a [f32]> {
+    mut f: impl FnMut(usize, Option<f32>),
+) {
     match mask {
-        None => None,
-        Some(Mask::Dense(m)) => Some(&m[o..o + n]),
-        Some(Mask::Factored(f)) => {
-            f.fill_row(c, row);
-            Some(&row[..n])
+        None => (0..n).for_each(|i| f(i, None)),
+        Some(Mask::Dense(m)) => (0..n).for_each(|i| f(i, Some(m[o + i]))),
+        Some(Mask::Factored(fm)) => {
+            // The same f32 sums as `grad_mult` / `FactoredMask::fill_row`.
+            let base = fm.s_pow[c];
+            let centre = base + fm.t_pow[c];
+            let diag = if fm.identity && c < fm.cin {
+                centre + 1.0
+            } else {
+                centre
+            };
+            for input in 0..n / 9 {
+                for k in 0..9 {
+                    let m = match (k, input == c) {
+                        (4, true) => diag,
+                        (4, false) => centre,
+                        _ => base,
+                    };
+                    f(input * 9 + k, Some(m));
+                }
+            }
         }
     }
 }
@@ -88,22 +112,22 @@ pub fn sgd(
             .par_chunks_mut(chunk)
             .zip(buf.par_chunks_mut(chunk))
             .enumerate()
-            .for_each_init(Vec::new, |row, (c, (pc, bc))| {
+            .with_min_len(Mask::min_chunks(chunk))
+            .for_each(|(c, (pc, bc))| {
                 let o = c * chunk;
-                let m = chunk_mask(mask, c, o, pc.len(), row);
-                for i in 0..pc.len() {
-                    step(&mut pc[i], g[o + i], m.map(|m| m[i]), Some(&mut bc[i]));
-                }
+                each_masked(mask, c, o, pc.len(), |i, m| {
+                    step(&mut pc[i], g[o + i], m, Some(&mut bc[i]))
+                });
             }),
         None => p
             .par_chunks_mut(chunk)
             .enumerate()
-            .for_each_init(Vec::new, |row, (c, pc)| {
+            .with_min_len(Mask::min_chunks(chunk))
+            .for_each(|(c, pc)| {
                 let o = c * chunk;
-                let m = chunk_mask(mask, c, o, pc.len(), row);
-                for i in 0..pc.len() {
-                    step(&mut pc[i], g[o + i], m.map(|m| m[i]), None);
-                }
+                each_masked(mask, c, o, pc.len(), |i, m| {
+                    step(&mut pc[i], g[o + i], m, None)
+                });
             }),
     }
     debug_assert_eq!(g.len(), n);
@@ -134,11 +158,10 @@ pub fn adamw(
         .zip(exp_avg.par_chunks_mut(chunk))
         .zip(exp_avg_sq.par_chunks_mut(chunk))
         .enumerate()
-        .for_each_init(Vec::new, |row, (c, ((pc, mc), vc))| {
+        .with_min_len(Mask::min_chunks(chunk))
+        .for_each(|(c, ((pc, mc), vc))| {
             let o = c * chunk;
-            let kc = chunk_mask(mask, c, o, pc.len(), row);
-            for i in 0..pc.len() {
-                let k = kc.map(|m| m[i]);
+            each_masked(mask, c, o, pc.len(), |i, k| {
                 let gi = match k {
                     Some(k) => g[o + i] * k,
                     None => g[o + i],
@@ -163,6 +186,6 @@ pub fn adamw(
                     None => m,
                 };
                 pc[i] -= numer / (v.sqrt() / bias2_sqrt + eps) * step_size;
-            }
+            });
         });
 }
