@@ -323,7 +323,7 @@ pub fn repvgg_block<B: Backend>(b: &RepVggBlock<B>, x: Tensor<B, 4>) -> Tensor<B
         let mut y = r3.bn(&conv(&t[0], &t[1], &b.conv_3x3), &t[2], &t[3])
             + r1.bn(&conv(&t[0], &t[4], &b.conv_1x1), &t[5], &t[6]);
         if let Some(r) = &rid {
-            y = y + r.bn(&t[0], &t[7], &t[8]);
+            y += r.bn(&t[0], &t[7], &t[8]);
         }
         y.relu()
     });
@@ -355,7 +355,7 @@ pub fn hs_block<B: Backend>(b: &HsBlock<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut y = scaled(&conv(&t[0], &t[1], &b.conv), &t[2])
             + scaled(&conv(&t[0], &t[3], &b.conv_1x1), &t[4]);
         if t.len() > 7 {
-            y = y + scaled(&t[0], &t[7]);
+            y += scaled(&t[0], &t[7]);
         }
         running.bn(&y, &t[5], &t[6]).relu()
     });

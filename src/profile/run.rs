@@ -141,7 +141,8 @@ pub struct RunProfile {
     pub variant: String,
     pub data: DatasetSpec,
     pub recipe: Recipe,
-    /// `Cpu`, or `Cuda(0)`, `Cuda(1)`, … (one replica per device, gradients averaged).
+    /// `Cpu`, `Cuda(0)`, `Cuda(1)`, …, `LibTorchCpu`, `LibTorchCuda(0)`, … (one engine; one replica
+    /// per device, gradients averaged).
     pub devices: Vec<DeviceSpec>,
     /// Target runs: the scales profile, a path (`profiles/scales/b1.ron`) or `run:<profile
     /// name or run id>` for the `scales.ron` of the newest such run in the runs directory.
@@ -302,7 +303,19 @@ impl RunProfile {
             ));
         }
         if self.devices.is_empty() {
-            return Err("devices must list at least one device (Cpu or Cuda(N))".into());
+            return Err("devices must list at least one device (Cpu, Cuda(N), LibTorchCpu or LibTorchCuda(N))".into());
+        }
+        if let Some(d) = self
+            .devices
+            .iter()
+            .find(|d| d.engine() != self.devices[0].engine())
+        {
+            return Err(format!(
+                "devices must all use one engine: {} ({}) and {d} ({}) differ",
+                self.devices[0],
+                self.devices[0].engine().name(),
+                d.engine().name()
+            ));
         }
         if self.log_every == 0 {
             return Err("log_every must be at least 1".into());
