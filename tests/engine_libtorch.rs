@@ -6,9 +6,10 @@
 
 mod common;
 
+use common::runs::{events, final_weights, run, step_losses};
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use burn::backend::Autodiff;
 use burn::backend::libtorch::{LibTorch, LibTorchDevice};
@@ -24,7 +25,7 @@ use repopt_tui::model::params::named_tensors;
 use repopt_tui::model::{DeployNet, TargetNet, variant};
 use repopt_tui::optim::equivalence::{VerifyConfig, random_scales, run_equivalence};
 use repopt_tui::optim::{GradMults, OptimizerConfig, RepOptimizer, UpdatePath, UpdateRule};
-use repopt_tui::rundir::events::{Event, EventBody};
+use repopt_tui::rundir::events::EventBody;
 use repopt_tui::train::replicas::{Replica, forward_backward, param_ids};
 use repopt_tui::train::weights::load_weights;
 
@@ -214,49 +215,6 @@ fn replicas_on_libtorch_equal_one_device() {
             assert!(d < 1e-5, "{world} replicas: {d:e}");
         }
     }
-}
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_repopt-tui"))
-}
-
-fn run(args: &[&str]) -> Output {
-    let out = bin().args(args).output().expect("binary runs");
-    if !out.status.success() {
-        eprintln!(
-            "stdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out
-}
-
-fn events(dir: &Path) -> Vec<Event> {
-    std::fs::read_to_string(dir.join("events.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn step_losses(dir: &Path) -> Vec<(u64, f64)> {
-    events(dir)
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::Step(s) => Some((s.global_iter, s.loss)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn final_weights(run_dir: &Path) -> Vec<(String, Vec<f32>)> {
-    let bytes = std::fs::read(run_dir.join("model.safetensors")).unwrap();
-    let (_, tensors) = repopt_tui::interop::safetensors::from_bytes(&bytes).unwrap();
-    tensors
-        .into_iter()
-        .map(|(n, d)| (n, d.to_vec::<f32>().unwrap()))
-        .collect()
 }
 
 /// A tiny synthetic profile of `kind` on `devices`: T0, 2 epochs of 6 iterations.

@@ -4,38 +4,15 @@
 
 mod common;
 
+use common::runs::{bin, events, run};
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use repopt_tui::rundir::events::{Event, EventBody};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_repopt-tui"))
-}
-
-fn run(args: &[&str]) -> Output {
-    let out = bin().args(args).output().expect("binary runs");
-    if !out.status.success() {
-        eprintln!(
-            "stdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out
-}
-
-/// Every line of events.jsonl, each of which must be a valid event.
-fn events(dir: &Path) -> Vec<Event> {
-    std::fs::read_to_string(dir.join("events.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("invalid line {l:?}: {e}")))
-        .collect()
-}
+use repopt_tui::rundir::events::EventBody;
 
 fn stopped(dir: &Path) -> Option<repopt_tui::rundir::events::Stopped> {
     events(dir).into_iter().rev().find_map(|e| match e.body {

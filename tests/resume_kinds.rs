@@ -4,57 +4,17 @@
 
 mod common;
 
+use common::runs::{events, final_weights, run, step_losses};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use repopt_tui::model::params::named_tensors;
 use repopt_tui::model::{TargetNet, variant};
 use repopt_tui::optim::{IdentityInit, reinitialize};
 use repopt_tui::profile::ScalesProfile;
-use repopt_tui::rundir::events::{Event, EventBody};
+use repopt_tui::rundir::events::EventBody;
 use repopt_tui::train::checkpoint;
-
-fn run(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_repopt-tui"))
-        .args(args)
-        .output()
-        .expect("binary runs");
-    if !out.status.success() {
-        eprintln!(
-            "{args:?}\nstdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out
-}
-
-fn events(dir: &Path) -> Vec<Event> {
-    std::fs::read_to_string(dir.join("events.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn step_losses(dir: &Path) -> Vec<(u64, f64)> {
-    events(dir)
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::Step(s) => Some((s.global_iter, s.loss)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn final_weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
-    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
-    let (_, tensors) = repopt_tui::interop::safetensors::from_bytes(&bytes).unwrap();
-    tensors
-        .into_iter()
-        .map(|(n, d)| (n, d.to_vec::<f32>().unwrap()))
-        .collect()
-}
 
 /// A tiny synthetic profile (T0, 96 training images, 2 epochs, a step event every iteration).
 /// `recipe_extra` goes into the recipe, `extra` at the top level.

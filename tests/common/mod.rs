@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod pty;
+pub mod runs;
 
 use repopt_tui::rundir::EventWriter;
 use repopt_tui::rundir::events::*;
