@@ -11,7 +11,7 @@
 # `libtorch:cuda:N`. REPOPT_TORCH_VENV picks another folder.
 
 REPOPT_TORCH_VERSION=2.9.0
-REPOPT_TORCH_VENV="${REPOPT_TORCH_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/repopt-tui/torch-$REPOPT_TORCH_VERSION}"
+REPOPT_TORCH_VENV="${REPOPT_TORCH_VENV:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/repopt-tui/torch-$REPOPT_TORCH_VERSION}"
 
 _repopt_torch_ok() {
     "$REPOPT_TORCH_VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$REPOPT_TORCH_VERSION')" 2>/dev/null
