@@ -126,24 +126,6 @@ impl<B: Backend> BatchNorm2d<B> {
             let y = x * per_row(scale, n) + per_row(shift, n);
             return y.reshape([n, c, h, w]);
         }
-        // (torch refuses a single value per channel; burn's formulas below handle it.)
-        #[cfg(feature = "tch")]
-        if super::torch_ops::is_torch_autodiff::<B>() && n * h * w > 1 {
-            let (y, mean, var) = super::torch_ops::batch_norm_train(
-                x.reshape([n, c, h, w]),
-                self.weight.val(),
-                self.bias.val(),
-                self.running_mean.value_sync(),
-                self.running_var.value_sync(),
-                BN_MOMENTUM,
-                BN_EPS,
-            );
-            self.running_mean.update(mean);
-            self.running_var.update(var);
-            self.running_mean.value_sync();
-            self.running_var.value_sync();
-            return y;
-        }
         let count = (n * h * w) as f64;
         let mean = x
             .clone()

@@ -182,42 +182,6 @@ pub fn conv2d<B: Backend>(
     }))
 }
 
-/// Training-mode BatchNorm2d as PyTorch's: batch statistics, the running statistics updated in
-/// place (momentum, unbiased variance). Returns the output and the new running mean and variance.
-pub fn batch_norm_train<B: Backend>(
-    x: Tensor<B, 4>,
-    weight: Tensor<B, 1>,
-    bias: Tensor<B, 1>,
-    running_mean: Tensor<B, 1>,
-    running_var: Tensor<B, 1>,
-    momentum: f64,
-    eps: f64,
-) -> (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>) {
-    let copy = |t: Tensor<B, 1>| {
-        let t = down(t).primitive.tensor;
-        let mut out = tch::Tensor::empty(t.size(), (t.kind(), t.device()));
-        out.copy_(&t);
-        out
-    };
-    let (mean, var) = (copy(running_mean), copy(running_var));
-    let y = under_torch_autograd(vec![down(x), down(weight), down(bias)], |t| {
-        t[0].batch_norm(
-            Some(&t[1]),
-            Some(&t[2]),
-            Some(&mean),
-            Some(&var),
-            true,
-            momentum,
-            eps,
-            true,
-        )
-    });
-    // torch's graph keeps the buffers it updated (at their version after the update): burn gets
-    // copies, so that nothing it does to them can touch what the backward pass reads.
-    let plain = |t: tch::Tensor| up::<B, 1>(AtPrimitive::new(TchTensor::new(t.copy())));
-    (up(y), plain(mean), plain(var))
-}
-
 /// A BN layer's running statistics as torch tensors that torch's `batch_norm` updates in place,
 /// and their way back into the layer.
 struct Running {

@@ -166,6 +166,17 @@ struct ParamState<B: Backend> {
     steps: u64,
 }
 
+impl<B: Backend> Default for ParamState<B> {
+    fn default() -> Self {
+        ParamState {
+            momentum: None,
+            exp_avg: None,
+            exp_avg_sq: None,
+            steps: 0,
+        }
+    }
+}
+
 /// How the update is computed; chosen from the backend, tests pick each one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpdatePath {
@@ -313,12 +324,7 @@ impl<B: Backend> RepOptimizer<B> {
         lr: f64,
     ) -> Tensor<B, 1> {
         let mask = self.masks.get(name);
-        let state = self.state.entry(name.to_string()).or_insert(ParamState {
-            momentum: None,
-            exp_avg: None,
-            exp_avg_sq: None,
-            steps: 0,
-        });
+        let state = self.state.entry(name.to_string()).or_default();
         match self.config.rule {
             UpdateRule::Sgd { momentum, nesterov } => {
                 // g ← grad ⊙ M; g ← g + wd·W (after the mask: weight decay is never masked).
@@ -396,12 +402,7 @@ impl<B: Backend> RepOptimizer<B> {
         let device = param.device();
         let n = param.shape().num_elements();
         let mask = self.masks.factors(name).map(Mask::Factored);
-        let state = self.state.entry(name.to_string()).or_insert(ParamState {
-            momentum: None,
-            exp_avg: None,
-            exp_avg_sq: None,
-            steps: 0,
-        });
+        let state = self.state.entry(name.to_string()).or_default();
         let host = |t: Option<Tensor<B, 1>>| -> (TensorData, bool) {
             match t {
                 Some(t) => (t.into_data().convert::<f32>(), false),
@@ -479,12 +480,7 @@ impl<B: Backend> RepOptimizer<B> {
             masks: &mut self.masks,
             name,
         };
-        let state = self.state.entry(name.to_string()).or_insert(ParamState {
-            momentum: None,
-            exp_avg: None,
-            exp_avg_sq: None,
-            steps: 0,
-        });
+        let state = self.state.entry(name.to_string()).or_default();
         match self.config.rule {
             UpdateRule::Sgd { momentum, nesterov } => {
                 let args = torch::Sgd {
@@ -557,12 +553,7 @@ impl<B: Backend> RepOptimizer<B> {
                 .rsplit_once('.')
                 .ok_or_else(|| format!("bad optimizer state key '{key}'"))?;
             let n = data.num_elements();
-            let s = self.state.entry(name.to_string()).or_insert(ParamState {
-                momentum: None,
-                exp_avg: None,
-                exp_avg_sq: None,
-                steps: 0,
-            });
+            let s = self.state.entry(name.to_string()).or_default();
             let tensor = || {
                 Tensor::<B, 1>::from_data(
                     TensorData::new(

@@ -93,18 +93,17 @@ pub fn set_limit(bytes: usize) {
     LIMIT.store(bytes, Ordering::Relaxed);
 }
 
+/// A `Key:   N kB` field of a /proc file (`/proc/meminfo`, `/proc/self/status`) in bytes.
+pub fn proc_kib_field(path: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.split(':').next() == Some(field))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// A `/proc/self/status` field in bytes (`VmData`, `VmHWM`, `VmRSS`).
 pub fn proc_status_bytes(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kib: u64 = line[field.len()..]
-        .trim_start_matches(':')
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
+    proc_kib_field("/proc/self/status", field)
 }
 
 /// The budget for engines whose memory this allocator does not see (LibTorch allocates through

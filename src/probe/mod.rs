@@ -349,10 +349,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// `MemAvailable` of `/proc/meminfo`, in bytes.
 pub fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    alloc::proc_kib_field("/proc/meminfo", "MemAvailable")
 }
 
 /// The default runs directory name of a probe of `profile`.
