@@ -8,16 +8,16 @@ use repopt_tui::data::{
 
 fn main() -> anyhow::Result<()> {
     let dir = repopt_tui::data::shared_data_dir()
-        .unwrap()
+        .ok_or_else(|| anyhow::anyhow!("shared data folder not found: set REPOPT_SHARED_DATA"))?
         .join("imagenet-samples");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)?
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files = std::fs::read_dir(&dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()?;
     files.sort();
-    let imgs: Vec<_> = files
+    let imgs = files
         .iter()
-        .map(|f| decode_rgb(&std::fs::read(f).unwrap()).unwrap())
-        .collect();
+        .map(|f| anyhow::Ok(decode_rgb(&std::fs::read(f)?)?))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let n = 50;
     let time = |name: &str, f: &mut dyn FnMut(usize)| {
         let t = repopt_tui::data::bench::thread_cpu_seconds();

@@ -105,8 +105,16 @@ fn main() -> anyhow::Result<()> {
     for batch in val.epoch(0, 0) {
         let (x, y) = batch?.into_tensors::<Flex>(&device);
         let pred = model.forward(x).argmax(1).flatten::<1>(0, 1);
-        let p: Vec<i64> = pred.into_data().convert::<i64>().to_vec().unwrap();
-        let t: Vec<i64> = y.into_data().convert::<i64>().to_vec().unwrap();
+        let p: Vec<i64> = pred
+            .into_data()
+            .convert::<i64>()
+            .to_vec()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let t: Vec<i64> = y
+            .into_data()
+            .convert::<i64>()
+            .to_vec()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         right += p.iter().zip(&t).filter(|(a, b)| a == b).count();
         total += t.len();
     }

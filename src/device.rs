@@ -238,6 +238,7 @@ pub fn cuda_available() -> anyhow::Result<()> {
         // SAFETY: dlopen with a valid C string; the handle is closed right away.
         let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL) };
         if !handle.is_null() {
+            // SAFETY: the handle was just returned by dlopen and is closed once.
             unsafe { libc::dlclose(handle) };
             return Ok(());
         }

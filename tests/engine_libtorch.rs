@@ -3,6 +3,7 @@
 //! exact resume of a Target run, data parallel over replicas, and every tool on the engine.
 //! `.ci/run` runs this file with the feature on (`source scripts/torch-env.sh` first).
 #![cfg(feature = "tch")]
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -34,6 +34,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         if !Self::reserve(layout.size()) {
             return std::ptr::null_mut();
         }
+        // SAFETY: the caller's layout is passed through unchanged (GlobalAlloc's contract).
         let p = unsafe { System.alloc(layout) };
         if p.is_null() {
             CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
@@ -45,6 +46,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         if !Self::reserve(layout.size()) {
             return std::ptr::null_mut();
         }
+        // SAFETY: the caller's layout is passed through unchanged (GlobalAlloc's contract).
         let p = unsafe { System.alloc_zeroed(layout) };
         if p.is_null() {
             CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
@@ -53,6 +55,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: ptr came from System with this layout, as the caller guarantees.
         unsafe { System.dealloc(ptr, layout) };
         CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
     }
@@ -62,6 +65,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         if new_size > old && !Self::reserve(new_size - old) {
             return std::ptr::null_mut();
         }
+        // SAFETY: ptr, layout and new_size are the caller's, valid by GlobalAlloc's contract.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if p.is_null() {
             if new_size > old {

@@ -44,6 +44,7 @@ impl Pty {
         assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
         // SAFETY: openpty returned two fresh descriptors we now own.
         let master = unsafe { OwnedFd::from_raw_fd(master_fd) };
+        // SAFETY: as above, the slave descriptor is fresh and ours.
         let slave = unsafe { OwnedFd::from_raw_fd(slave_fd) };
         cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))

@@ -601,10 +601,9 @@ fn legend_lines(entries: &[(String, Style)], width: usize, max_lines: usize) -> 
         } else {
             text.clone()
         };
-        lines
-            .last_mut()
-            .unwrap()
-            .push(Span::styled(format!("{text}  "), *style));
+        if let Some(line) = lines.last_mut() {
+            line.push(Span::styled(format!("{text}  "), *style));
+        }
         used += w;
         shown += 1;
     }
