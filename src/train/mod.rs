@@ -2,6 +2,7 @@
 //! resolves scales and data, builds the model of the run kind, and hands over to the loop.
 
 pub mod checkpoint;
+pub mod clocks;
 pub mod hooks;
 pub mod replicas;
 pub mod trainer;

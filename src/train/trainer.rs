@@ -1,6 +1,7 @@
 //! The training loop shared by every run kind: data, schedule, steps on one or several devices,
 //! evaluation, events, checkpoints, stop requests.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,6 +11,9 @@ use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::checkpoint::{self, Checkpoint, TrainState};
+use super::clocks::{
+    CheckpointTimer, Every, GPU_SAMPLE_EVERY, MetricsWindow, PROGRESS_LINE_EVERY, ProcessClock,
+};
 use super::hooks::{TrainModel, scales_event};
 use super::replicas::{Replica, forward_backward, param_ids};
 use crate::data::{Loader, LoaderConfig, OpenedDataset};
@@ -96,58 +100,168 @@ fn fmt_duration(s: f64) -> String {
 }
 
 /// Trains `model` as the profile says. `replica` builds a fresh model on another device.
+///
+/// The parts, in order: the data plan of the run ([`RunPlan`]), a fresh or resumed position
+/// ([`start_or_resume`]), the `started` event, then per epoch the training pass
+/// ([`train_epoch`]) and its end ([`end_epoch`]: evaluation, scales, checkpoint), and the end
+/// of the run ([`finish_run`]).
 pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
     ctx: &mut RunCtx,
     devices: &[B::Device],
-    mut model: M,
+    model: M,
     mut opt: RepOptimizer<B::InnerBackend>,
     replica: impl Fn(&B::Device) -> M,
 ) -> anyhow::Result<RunOutcome> {
-    let profile = ctx.profile.clone();
-    let recipe = &profile.recipe;
+    let plan = RunPlan::new(ctx, devices.len())?;
     let main_device = devices[0].clone();
-    let world = devices.len();
+    let (mut state, mut model, resumed_from) =
+        start_or_resume(ctx, &plan, model, &mut opt, &main_device)?;
+    let mut devices = Devices {
+        replicas: devices[1..]
+            .iter()
+            .map(|d| Replica::new(replica(d), d.clone()))
+            .collect(),
+        main_ids: if devices.len() > 1 {
+            param_ids::<B, M>(&model)
+        } else {
+            Default::default()
+        },
+        main: main_device,
+    };
+    announce(ctx, &plan, &state, resumed_from);
 
-    let train_pipeline = ctx.data.pipeline(recipe.augment, true);
-    let loaders: Vec<Loader> = (0..world)
-        .map(|rank| {
-            let cfg = LoaderConfig {
-                rank,
-                world_size: world,
-                ..LoaderConfig::train(recipe.batch_size, profile.seed, recipe.workers)
-            };
-            Loader::new(ctx.data.train.clone(), train_pipeline.clone(), cfg)
-        })
-        .collect();
-    let mut ipe = loaders[0].iters_per_epoch();
-    if let Some(cap) = recipe.max_iters_per_epoch {
-        ipe = ipe.min(cap);
+    let mut clocks = LoopClocks {
+        process: ProcessClock::start(state.elapsed_s),
+        window: MetricsWindow::default(),
+        progress_line: Every::from_now(PROGRESS_LINE_EVERY),
+        gpu_sample: Every::due_at_once(GPU_SAMPLE_EVERY),
+        checkpoint: CheckpointTimer::new(ctx.profile.checkpoint.every_minutes),
+        gpu: crate::gpu::GpuSampler::new(),
+    };
+    let mut last_top1 = None;
+    while state.epoch < ctx.profile.recipe.epochs {
+        let epoch_start = Instant::now();
+        model = match train_epoch(
+            ctx,
+            &plan,
+            &mut state,
+            &mut clocks,
+            &mut devices,
+            model,
+            &mut opt,
+        )? {
+            ControlFlow::Continue(model) => model,
+            ControlFlow::Break(outcome) => return Ok(outcome),
+        };
+        match end_epoch(
+            ctx,
+            &mut state,
+            &mut clocks,
+            &devices.main,
+            &model,
+            &opt,
+            &plan,
+            epoch_start,
+        )? {
+            ControlFlow::Continue(top1) => last_top1 = Some(top1),
+            ControlFlow::Break(outcome) => return Ok(outcome),
+        }
     }
-    if ipe == 0 {
-        anyhow::bail!(
-            "the training split has {} images, fewer than one batch of {} × {} devices: lower batch_size or use more data",
-            ctx.data.train.len(),
-            recipe.batch_size,
-            world
+    finish_run(ctx, &state, &clocks.process, &model, last_top1)
+}
+
+/// What the profile and the data make of the run: loaders, iterations per epoch, schedule.
+struct RunPlan {
+    /// One training loader per device (rank), each a shard of the same epoch order.
+    loaders: Vec<Loader>,
+    val_loader: Loader,
+    iters_per_epoch: u64,
+    schedule: crate::optim::LrSchedule,
+    variant: crate::model::Variant,
+}
+
+impl RunPlan {
+    fn new(ctx: &RunCtx, world: usize) -> anyhow::Result<RunPlan> {
+        let profile = &ctx.profile;
+        let recipe = &profile.recipe;
+        let train_pipeline = ctx.data.pipeline(recipe.augment, true);
+        let loaders: Vec<Loader> = (0..world)
+            .map(|rank| {
+                let cfg = LoaderConfig {
+                    rank,
+                    world_size: world,
+                    ..LoaderConfig::train(recipe.batch_size, profile.seed, recipe.workers)
+                };
+                Loader::new(ctx.data.train.clone(), train_pipeline.clone(), cfg)
+            })
+            .collect();
+        let mut ipe = loaders[0].iters_per_epoch();
+        if let Some(cap) = recipe.max_iters_per_epoch {
+            ipe = ipe.min(cap);
+        }
+        if ipe == 0 {
+            anyhow::bail!(
+                "the training split has {} images, fewer than one batch of {} × {} devices: lower batch_size or use more data",
+                ctx.data.train.len(),
+                recipe.batch_size,
+                world
+            );
+        }
+        let eval_bs = recipe.eval_batch_size.unwrap_or(recipe.batch_size);
+        let val_loader = Loader::new(
+            ctx.data.val.clone(),
+            ctx.data.pipeline(recipe.augment, false),
+            LoaderConfig::eval(eval_bs, recipe.workers),
         );
+        Ok(RunPlan {
+            loaders,
+            val_loader,
+            iters_per_epoch: ipe,
+            schedule: profile.schedule(ipe),
+            variant: profile.variant(),
+        })
     }
-    let eval_bs = recipe.eval_batch_size.unwrap_or(recipe.batch_size);
-    let val_loader = Loader::new(
-        ctx.data.val.clone(),
-        ctx.data.pipeline(recipe.augment, false),
-        LoaderConfig::eval(eval_bs, recipe.workers),
-    );
-    let schedule = profile.schedule(ipe);
-    let variant = profile.variant();
 
-    let mut state = TrainState {
+    fn total_iters(&self, epochs: u32) -> u64 {
+        epochs as u64 * self.iters_per_epoch
+    }
+}
+
+/// The devices of a data-parallel run: the main one (the model, the optimizer) and replicas.
+struct Devices<B: AutodiffBackend, M: TrainModel<B>> {
+    main: B::Device,
+    replicas: Vec<Replica<B, M>>,
+    main_ids: std::collections::HashMap<String, burn::module::ParamId>,
+}
+
+/// Everything the loop times or sums, apart from the position it checkpoints.
+struct LoopClocks {
+    process: ProcessClock,
+    window: MetricsWindow,
+    progress_line: Every,
+    gpu_sample: Every,
+    checkpoint: CheckpointTimer,
+    gpu: crate::gpu::GpuSampler,
+}
+
+/// The position to start from: a fresh one, or the checkpoint the run resumes (which must
+/// come from the same kind, variant and data), with its model and optimizer state loaded.
+fn start_or_resume<B: AutodiffBackend, M: TrainModel<B>>(
+    ctx: &mut RunCtx,
+    plan: &RunPlan,
+    model: M,
+    opt: &mut RepOptimizer<B::InnerBackend>,
+    main_device: &B::Device,
+) -> anyhow::Result<(TrainState, M, Option<String>)> {
+    let ipe = plan.iters_per_epoch;
+    let fresh = TrainState {
         epoch: 0,
         iter: 0,
         global_iter: 0,
         iters_per_epoch: ipe,
-        seed: profile.seed,
-        run_kind: profile.kind.event_name().into(),
-        variant: variant.name.into(),
+        seed: ctx.profile.seed,
+        run_kind: ctx.profile.kind.event_name().into(),
+        variant: plan.variant.name.into(),
         classes: ctx.data.classes,
         best_top1: None,
         best_epoch: None,
@@ -157,64 +271,53 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
         elapsed_s: 0.0,
         scales_sha256: ctx.scales_sha256.clone(),
     };
-    let mut resumed_from = None;
-    if let Some((path, ckpt)) = ctx.resume.take() {
-        if ckpt.state.iters_per_epoch != ipe
-            || ckpt.state.variant != state.variant
-            || ckpt.state.run_kind != state.run_kind
-        {
-            anyhow::bail!(
-                "{} was written by a different run ({} {} with {} iterations per epoch; this profile gives {} {} with {ipe})",
-                path.display(),
-                ckpt.state.run_kind,
-                ckpt.state.variant,
-                ckpt.state.iters_per_epoch,
-                state.run_kind,
-                state.variant
-            );
-        }
-        let tensors = ckpt.model.into_iter().collect();
-        model = super::weights::load_tensors(
-            model,
-            tensors,
-            &path,
-            state.run_kind.as_str(),
-            &main_device,
-        )?;
-        opt.load_state_tensors(ckpt.optim, &main_device)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        state = TrainState {
-            scales_sha256: ctx.scales_sha256.clone(),
-            ..ckpt.state
-        };
-        resumed_from = Some(
-            path.strip_prefix(&ctx.dir)
-                .unwrap_or(&path)
-                .display()
-                .to_string(),
+    let Some((path, ckpt)) = ctx.resume.take() else {
+        return Ok((fresh, model, None));
+    };
+    if ckpt.state.iters_per_epoch != ipe
+        || ckpt.state.variant != fresh.variant
+        || ckpt.state.run_kind != fresh.run_kind
+    {
+        anyhow::bail!(
+            "{} was written by a different run ({} {} with {} iterations per epoch; this profile gives {} {} with {ipe})",
+            path.display(),
+            ckpt.state.run_kind,
+            ckpt.state.variant,
+            ckpt.state.iters_per_epoch,
+            fresh.run_kind,
+            fresh.variant
         );
     }
-
-    let mut replicas: Vec<Replica<B, M>> = devices[1..]
-        .iter()
-        .map(|d| Replica::new(replica(d), d.clone()))
-        .collect();
-    let main_ids = if replicas.is_empty() {
-        Default::default()
-    } else {
-        param_ids::<B, M>(&model)
+    let tensors = ckpt.model.into_iter().collect();
+    let model =
+        super::weights::load_tensors(model, tensors, &path, fresh.run_kind.as_str(), main_device)?;
+    opt.load_state_tensors(ckpt.optim, main_device)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let state = TrainState {
+        scales_sha256: ctx.scales_sha256.clone(),
+        ..ckpt.state
     };
+    let from = path
+        .strip_prefix(&ctx.dir)
+        .unwrap_or(&path)
+        .display()
+        .to_string();
+    Ok((state, model, Some(from)))
+}
 
-    let total_iters = profile.recipe.epochs as u64 * ipe;
+/// The `started` event and the console line that says what runs where.
+fn announce(ctx: &mut RunCtx, plan: &RunPlan, state: &TrainState, resumed_from: Option<String>) {
+    let profile = ctx.profile.clone();
+    let devices: Vec<String> = profile.devices.iter().map(|d| d.to_string()).collect();
     ctx.emit(EventBody::Started(events::Started {
         run_id: ctx.run_id.clone(),
         run_kind: profile.kind.event_name().into(),
-        variant: variant.name.into(),
+        variant: plan.variant.name.into(),
         dataset: ctx.data.description.clone(),
         epochs: profile.recipe.epochs,
-        iters_per_epoch: ipe,
-        batch_size: recipe.batch_size,
-        devices: profile.devices.iter().map(|d| d.to_string()).collect(),
+        iters_per_epoch: plan.iters_per_epoch,
+        batch_size: profile.recipe.batch_size,
+        devices: devices.clone(),
         pid: std::process::id(),
         resumed_from: resumed_from.clone(),
         profile_path: Some(ctx.profile_path.display().to_string()),
@@ -222,19 +325,14 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
     ctx.say(&format!(
         "{} {} on {} | {} | {} epochs × {} iterations of {} × {} images | lr {:.4} | {}",
         profile.kind.event_name(),
-        variant.name,
-        profile
-            .devices
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
+        plan.variant.name,
+        devices.join(","),
         ctx.data.description,
         profile.recipe.epochs,
-        ipe,
-        recipe.batch_size,
-        world,
-        schedule.base_lr,
+        plan.iters_per_epoch,
+        profile.recipe.batch_size,
+        devices.len(),
+        plan.schedule.base_lr,
         match &resumed_from {
             Some(p) => format!(
                 "resumed from {p} at epoch {} iteration {}",
@@ -244,253 +342,247 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
             None => format!("run directory {}", ctx.dir.display()),
         }
     ));
+}
 
-    let process_start = Instant::now();
-    let elapsed_before = state.elapsed_s;
-    let mut gpu = crate::gpu::GpuSampler::new();
-    let mut last_gpu = Instant::now() - std::time::Duration::from_secs(3600);
-    let mut last_ckpt = Instant::now();
-    let mut last_progress = Instant::now();
-    let mut steps_this_process = 0u64;
-    let (mut win_loss, mut win_correct, mut win_seen, mut win_start) =
-        (0.0f64, 0u64, 0u64, Instant::now());
-
-    let mut last_top1 = None;
-    while state.epoch < profile.recipe.epochs {
-        let epoch = state.epoch;
-        let epoch_start = Instant::now();
-        let mut iters: Vec<_> = loaders
-            .iter()
-            .map(|l| l.epoch(epoch as u64, state.iter))
-            .collect();
-        while state.iter < ipe {
-            let signal = ctx.stop.load(Ordering::SeqCst);
-            if signal != 0 {
-                let reason = signal_name(signal);
-                return stop(
-                    ctx,
-                    &model,
-                    &opt,
-                    &mut state,
-                    elapsed_before + process_start.elapsed().as_secs_f64(),
-                    reason,
-                );
-            }
-            // Checked before a step (not after one): `--stop-after N` runs exactly N
-            // iterations, also when N ends an epoch (the run then stops after its evaluation).
-            if ctx.stop_after.is_some_and(|n| steps_this_process >= n) {
-                return stop(
-                    ctx,
-                    &model,
-                    &opt,
-                    &mut state,
-                    elapsed_before + process_start.elapsed().as_secs_f64(),
-                    "stop-after",
-                );
-            }
-            let lr = schedule.lr_for_iteration(state.global_iter);
-            let mut shards = Vec::with_capacity(world);
-            for it in iters.iter_mut() {
-                let batch = it.next().context("the data loader ended early")??;
-                shards.push(batch);
-            }
-            let images: usize = shards.iter().map(|b| b.len()).sum();
-
-            // Forward and backward per device; gradients averaged on the main device.
-            let out = forward_backward(
-                &model,
-                &main_device,
-                &mut replicas,
-                &main_ids,
-                shards,
-                recipe.label_smoothing,
-                ctx.data.classes,
-            );
-            let (grads, loss_sum, correct) = (out.grads, out.loss_sum, out.correct);
-            let loss = loss_sum / images as f64;
-            if !loss.is_finite() {
-                let last = checkpoint::list(&ctx.dir.join(CKPT_DIR))
-                    .pop()
-                    .map(|p| p.display().to_string());
-                let message = format!(
-                    "the loss became {loss} at epoch {} iteration {} (lr {lr:.5}); stopped without checkpointing. Last good checkpoint: {}. \
-                     Lower the learning rate or enable grad_clip (HS runs), then resume.",
-                    epoch + 1,
-                    state.iter,
-                    last.as_deref().unwrap_or("none")
-                );
-                ctx.emit(EventBody::Failed(events::Failed {
-                    message: message.clone(),
-                }));
-                ctx.say(&format!("FAILED: {message}"));
-                return Ok(RunOutcome::Failed(message));
-            }
-            model = opt.step(model, grads, lr).0;
-
-            state.iter += 1;
-            state.global_iter += 1;
-            state.epoch_loss_sum += loss_sum;
-            state.epoch_correct += correct;
-            state.epoch_seen += images as u64;
-            steps_this_process += 1;
-            win_loss += loss_sum;
-            win_correct += correct;
-            win_seen += images as u64;
-
-            if state.iter.is_multiple_of(profile.log_every) || state.iter == ipe {
-                let secs = win_start.elapsed().as_secs_f64().max(1e-9);
-                let ips = win_seen as f64 / secs;
-                let done = state.global_iter as f64;
-                let rate =
-                    steps_this_process as f64 / process_start.elapsed().as_secs_f64().max(1e-9);
-                let eta = (total_iters as f64 - done) / rate.max(1e-9);
-                ctx.emit(EventBody::Step(events::Step {
-                    epoch,
-                    iter: state.iter - 1,
-                    global_iter: state.global_iter - 1,
-                    loss: win_loss / win_seen.max(1) as f64,
-                    lr,
-                    images_per_s: ips,
-                    top1: Some(100.0 * win_correct as f64 / win_seen.max(1) as f64),
-                    eta_s: Some(eta),
-                }));
-                if last_progress.elapsed().as_secs_f64() >= 5.0 {
-                    ctx.say(&format!(
-                        "epoch {}/{} iter {}/{} loss {:.4} lr {:.5} {:.1} img/s eta {}",
-                        epoch + 1,
-                        profile.recipe.epochs,
-                        state.iter,
-                        ipe,
-                        win_loss / win_seen.max(1) as f64,
-                        lr,
-                        ips,
-                        fmt_duration(eta)
-                    ));
-                    last_progress = Instant::now();
-                }
-                (win_loss, win_correct, win_seen, win_start) = (0.0, 0, 0, Instant::now());
-            }
-            if gpu.status().is_available() && last_gpu.elapsed().as_secs() >= 10 {
-                if let Some(sample) = gpu.sample_event(std::process::id()) {
-                    ctx.emit(EventBody::Gpu(sample));
-                }
-                last_gpu = Instant::now();
-            }
-            if let Some(minutes) = profile.checkpoint.every_minutes
-                && state.iter < ipe
-                && last_ckpt.elapsed().as_secs_f64() >= minutes * 60.0
-            {
-                state.elapsed_s = elapsed_before + process_start.elapsed().as_secs_f64();
-                save(ctx, &model, &opt, &state, false);
-                last_ckpt = Instant::now();
-            }
-        }
-        drop(iters);
-
-        // End of epoch: evaluate, record, checkpoint. A stop request during the pass stops
-        // after the current batch; the checkpoint then holds the finished epoch's training,
-        // and a resumed run evaluates it first.
-        let Some(report) = evaluate::<B, M>(
-            &model,
-            &val_loader,
-            ctx.data.classes,
-            &main_device,
-            &ctx.stop,
-        )?
-        else {
-            let reason = signal_name(ctx.stop.load(Ordering::SeqCst));
-            return stop(
+/// The training pass of one epoch from `state.iter` on: a step per batch, `step` events,
+/// progress lines, GPU samples and timed checkpoints. Breaks with the outcome when a stop
+/// request or `--stop-after` ends the process, or the loss is not finite.
+fn train_epoch<B: AutodiffBackend, M: TrainModel<B>>(
+    ctx: &mut RunCtx,
+    plan: &RunPlan,
+    state: &mut TrainState,
+    clocks: &mut LoopClocks,
+    devices: &mut Devices<B, M>,
+    mut model: M,
+    opt: &mut RepOptimizer<B::InnerBackend>,
+) -> anyhow::Result<ControlFlow<RunOutcome, M>> {
+    let recipe = &ctx.profile.recipe;
+    let (label_smoothing, log_every, epochs) =
+        (recipe.label_smoothing, ctx.profile.log_every, recipe.epochs);
+    let ipe = plan.iters_per_epoch;
+    let epoch = state.epoch;
+    let mut iters: Vec<_> = plan
+        .loaders
+        .iter()
+        .map(|l| l.epoch(epoch as u64, state.iter))
+        .collect();
+    while state.iter < ipe {
+        let signal = ctx.stop.load(Ordering::SeqCst);
+        if signal != 0 {
+            state.elapsed_s = clocks.process.run_s();
+            return Ok(ControlFlow::Break(stop(
                 ctx,
                 &model,
-                &opt,
-                &mut state,
-                elapsed_before + process_start.elapsed().as_secs_f64(),
-                reason,
-            );
-        };
-        if !report.is_finite() {
-            // A diverged model (weights or BN statistics no longer finite) is never scored, never
-            // "best" and never checkpointed: recorded as failed, the last good checkpoint kept.
-            let (bad, first) = non_finite_weights::<B, M>(&model);
-            let last = checkpoint::list(&ctx.dir.join(CKPT_DIR))
-                .pop()
-                .map(|p| p.display().to_string());
-            let message = format!(
-                "after epoch {} the model is not finite: {} of {} validation images gave non-finite logits, {bad} weights are NaN or infinite{}; stopped without checkpointing. Last good checkpoint: {}. \
-                 Lower the learning rate (or enable grad_clip for HS runs), then resume.",
-                epoch + 1,
-                report.non_finite,
-                report.images,
-                first
-                    .map(|f| format!(" (first in {f})"))
-                    .unwrap_or_default(),
-                last.as_deref().unwrap_or("none")
-            );
-            ctx.emit(EventBody::Failed(events::Failed {
-                message: message.clone(),
-            }));
-            ctx.say(&format!("FAILED: {message}"));
-            return Ok(RunOutcome::Failed(message));
+                opt,
+                state,
+                signal_name(signal),
+            )));
         }
-        let (val_loss, top1, top5) = (report.loss, report.top1, report.top5);
-        let train_loss = state.epoch_loss_sum / state.epoch_seen.max(1) as f64;
-        let train_top1 = 100.0 * state.epoch_correct as f64 / state.epoch_seen.max(1) as f64;
-        ctx.emit(EventBody::Eval(events::Eval {
-            epoch,
-            loss: val_loss,
-            top1,
-            top5,
-            train_loss: Some(train_loss),
-            train_top1: Some(train_top1),
-        }));
-        last_top1 = Some(top1);
-        let best = state.best_top1.is_none_or(|b| top1 > b);
-        if best {
-            state.best_top1 = Some(top1);
-            state.best_epoch = Some(epoch);
+        // Checked before a step (not after one): `--stop-after N` runs exactly N
+        // iterations, also when N ends an epoch (the run then stops after its evaluation).
+        if ctx.stop_after.is_some_and(|n| clocks.process.steps >= n) {
+            state.elapsed_s = clocks.process.run_s();
+            return Ok(ControlFlow::Break(stop(
+                ctx,
+                &model,
+                opt,
+                state,
+                "stop-after",
+            )));
         }
-        if let Some(scales) = model.scales(
-            variant.name,
-            &format!("hyper-search run {} epoch {}", ctx.run_id, epoch + 1),
-        ) {
-            ctx.emit(EventBody::Scales(scales_event(&scales, epoch)));
-            if let Err(e) = scales.save(&ctx.dir.join(SCALES_FILE)) {
-                crate::errln!(
-                    "warning: cannot write {}: {e}",
-                    ctx.dir.join(SCALES_FILE).display()
-                );
-            }
-            ctx.scales = Some(scales);
+        let lr = plan.schedule.lr_for_iteration(state.global_iter);
+        let mut shards = Vec::with_capacity(iters.len());
+        for it in iters.iter_mut() {
+            let batch = it.next().context("the data loader ended early")??;
+            shards.push(batch);
         }
-        state.epoch += 1;
-        state.iter = 0;
-        state.epoch_loss_sum = 0.0;
-        state.epoch_correct = 0;
-        state.epoch_seen = 0;
-        state.elapsed_s = elapsed_before + process_start.elapsed().as_secs_f64();
-        save(
-            ctx,
-            &model,
-            &opt,
-            &state,
-            best && profile.checkpoint.keep_best,
-        );
-        last_ckpt = Instant::now();
-        ctx.say(&format!(
-            "epoch {}/{} done in {}: train loss {:.4} top-1 {:.2}% | val loss {:.4} top-1 {:.2}% top-5 {:.2}% | best {:.2}% (epoch {})",
-            epoch + 1,
-            profile.recipe.epochs,
-            fmt_duration(epoch_start.elapsed().as_secs_f64()),
-            train_loss,
-            train_top1,
-            val_loss,
-            top1,
-            top5,
-            state.best_top1.unwrap_or(top1),
-            state.best_epoch.map_or(epoch + 1, |e| e + 1)
-        ));
-    }
+        let images: usize = shards.iter().map(|b| b.len()).sum();
 
+        // Forward and backward per device; gradients averaged on the main device.
+        let out = forward_backward(
+            &model,
+            &devices.main,
+            &mut devices.replicas,
+            &devices.main_ids,
+            shards,
+            label_smoothing,
+            ctx.data.classes,
+        );
+        let (grads, loss_sum, correct) = (out.grads, out.loss_sum, out.correct);
+        let loss = loss_sum / images as f64;
+        if !loss.is_finite() {
+            let message = format!(
+                "the loss became {loss} at epoch {} iteration {} (lr {lr:.5}); stopped without checkpointing. Last good checkpoint: {}. \
+                 Lower the learning rate or enable grad_clip (HS runs), then resume.",
+                epoch + 1,
+                state.iter,
+                last_checkpoint(ctx)
+            );
+            return Ok(ControlFlow::Break(fail(ctx, message)));
+        }
+        model = opt.step(model, grads, lr).0;
+
+        state.iter += 1;
+        state.global_iter += 1;
+        state.epoch_loss_sum += loss_sum;
+        state.epoch_correct += correct;
+        state.epoch_seen += images as u64;
+        clocks.process.steps += 1;
+        clocks.window.add(loss_sum, correct, images as u64);
+
+        if state.iter.is_multiple_of(log_every) || state.iter == ipe {
+            let remaining = plan.total_iters(epochs) as f64 - state.global_iter as f64;
+            let eta = clocks.process.eta_s(remaining);
+            let window = &clocks.window;
+            ctx.emit(EventBody::Step(events::Step {
+                epoch,
+                iter: state.iter - 1,
+                global_iter: state.global_iter - 1,
+                loss: window.mean_loss(),
+                lr,
+                images_per_s: window.images_per_s(),
+                top1: Some(window.top1()),
+                eta_s: Some(eta),
+            }));
+            if clocks.progress_line.tick() {
+                ctx.say(&format!(
+                    "epoch {}/{} iter {}/{} loss {:.4} lr {:.5} {:.1} img/s eta {}",
+                    epoch + 1,
+                    epochs,
+                    state.iter,
+                    ipe,
+                    window.mean_loss(),
+                    lr,
+                    window.images_per_s(),
+                    fmt_duration(eta)
+                ));
+            }
+            clocks.window.restart();
+        }
+        if clocks.gpu.status().is_available()
+            && clocks.gpu_sample.tick()
+            && let Some(sample) = clocks.gpu.sample_event(std::process::id())
+        {
+            ctx.emit(EventBody::Gpu(sample));
+        }
+        if state.iter < ipe && clocks.checkpoint.is_due() {
+            state.elapsed_s = clocks.process.run_s();
+            save(ctx, &model, opt, state, false);
+            clocks.checkpoint.written();
+        }
+    }
+    Ok(ControlFlow::Continue(model))
+}
+
+/// The end of an epoch: evaluate, record, checkpoint. A stop request during the pass stops
+/// after the current batch; the checkpoint then holds the finished epoch's training, and a
+/// resumed run evaluates it first. Continues with the validation top-1.
+#[allow(clippy::too_many_arguments)]
+fn end_epoch<B: AutodiffBackend, M: TrainModel<B>>(
+    ctx: &mut RunCtx,
+    state: &mut TrainState,
+    clocks: &mut LoopClocks,
+    main_device: &B::Device,
+    model: &M,
+    opt: &RepOptimizer<B::InnerBackend>,
+    plan: &RunPlan,
+    epoch_start: Instant,
+) -> anyhow::Result<ControlFlow<RunOutcome, f64>> {
+    let epoch = state.epoch;
+    let epochs = ctx.profile.recipe.epochs;
+    let Some(report) = evaluate::<B, M>(
+        model,
+        &plan.val_loader,
+        ctx.data.classes,
+        main_device,
+        &ctx.stop,
+    )?
+    else {
+        state.elapsed_s = clocks.process.run_s();
+        let reason = signal_name(ctx.stop.load(Ordering::SeqCst));
+        return Ok(ControlFlow::Break(stop(ctx, model, opt, state, reason)));
+    };
+    if !report.is_finite() {
+        // A diverged model (weights or BN statistics no longer finite) is never scored, never
+        // "best" and never checkpointed: recorded as failed, the last good checkpoint kept.
+        let (bad, first) = non_finite_weights::<B, M>(model);
+        let message = format!(
+            "after epoch {} the model is not finite: {} of {} validation images gave non-finite logits, {bad} weights are NaN or infinite{}; stopped without checkpointing. Last good checkpoint: {}. \
+             Lower the learning rate (or enable grad_clip for HS runs), then resume.",
+            epoch + 1,
+            report.non_finite,
+            report.images,
+            first
+                .map(|f| format!(" (first in {f})"))
+                .unwrap_or_default(),
+            last_checkpoint(ctx)
+        );
+        return Ok(ControlFlow::Break(fail(ctx, message)));
+    }
+    let (val_loss, top1, top5) = (report.loss, report.top1, report.top5);
+    let train_loss = state.epoch_loss_sum / state.epoch_seen.max(1) as f64;
+    let train_top1 = 100.0 * state.epoch_correct as f64 / state.epoch_seen.max(1) as f64;
+    ctx.emit(EventBody::Eval(events::Eval {
+        epoch,
+        loss: val_loss,
+        top1,
+        top5,
+        train_loss: Some(train_loss),
+        train_top1: Some(train_top1),
+    }));
+    let best = state.best_top1.is_none_or(|b| top1 > b);
+    if best {
+        state.best_top1 = Some(top1);
+        state.best_epoch = Some(epoch);
+    }
+    if let Some(scales) = model.scales(
+        plan.variant.name,
+        &format!("hyper-search run {} epoch {}", ctx.run_id, epoch + 1),
+    ) {
+        ctx.emit(EventBody::Scales(scales_event(&scales, epoch)));
+        if let Err(e) = scales.save(&ctx.dir.join(SCALES_FILE)) {
+            crate::errln!(
+                "warning: cannot write {}: {e}",
+                ctx.dir.join(SCALES_FILE).display()
+            );
+        }
+        ctx.scales = Some(scales);
+    }
+    state.epoch += 1;
+    state.iter = 0;
+    state.epoch_loss_sum = 0.0;
+    state.epoch_correct = 0;
+    state.epoch_seen = 0;
+    state.elapsed_s = clocks.process.run_s();
+    let keep_best = best && ctx.profile.checkpoint.keep_best;
+    save(ctx, model, opt, state, keep_best);
+    clocks.checkpoint.written();
+    ctx.say(&format!(
+        "epoch {}/{} done in {}: train loss {:.4} top-1 {:.2}% | val loss {:.4} top-1 {:.2}% top-5 {:.2}% | best {:.2}% (epoch {})",
+        epoch + 1,
+        epochs,
+        fmt_duration(epoch_start.elapsed().as_secs_f64()),
+        train_loss,
+        train_top1,
+        val_loss,
+        top1,
+        top5,
+        state.best_top1.unwrap_or(top1),
+        state.best_epoch.map_or(epoch + 1, |e| e + 1)
+    ));
+    Ok(ControlFlow::Continue(top1))
+}
+
+/// The end of a run: the kind's own outputs, the deployable weights, exported scales, the
+/// `finished` event and the last console line.
+fn finish_run<B: AutodiffBackend, M: TrainModel<B>>(
+    ctx: &mut RunCtx,
+    state: &TrainState,
+    process: &ProcessClock,
+    model: &M,
+    last_top1: Option<f64>,
+) -> anyhow::Result<RunOutcome> {
+    let profile = ctx.profile.clone();
     let mut extra = model.finish(&ctx.dir)?;
     super::hooks::save_safetensors::<B::InnerBackend, _>(
         &model.valid(),
@@ -504,7 +596,7 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
             .with_context(|| format!("cannot export the scales to {}", export.display()))?;
         extra.push(format!("scales exported to {}", export.display()));
     }
-    let wall = elapsed_before + process_start.elapsed().as_secs_f64();
+    let wall = process.run_s();
     let bookkeeping = ctx.bookkeeping.as_secs_f64();
     ctx.emit(EventBody::Finished(events::Finished {
         epochs: profile.recipe.epochs,
@@ -517,11 +609,27 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
         fmt_duration(wall),
         state.best_top1.unwrap_or(0.0),
         bookkeeping,
-        100.0 * bookkeeping / process_start.elapsed().as_secs_f64().max(1e-9),
-        process_start.elapsed().as_secs_f64(),
+        100.0 * bookkeeping / process.process_s().max(1e-9),
+        process.process_s(),
         extra.join(", ")
     ));
     Ok(RunOutcome::Finished)
+}
+
+/// The newest checkpoint on disk, for failure messages.
+fn last_checkpoint(ctx: &RunCtx) -> String {
+    checkpoint::list(&ctx.dir.join(CKPT_DIR))
+        .pop()
+        .map_or_else(|| "none".into(), |p| p.display().to_string())
+}
+
+/// Records a failed run (event and console) without checkpointing.
+fn fail(ctx: &mut RunCtx, message: String) -> RunOutcome {
+    ctx.emit(EventBody::Failed(events::Failed {
+        message: message.clone(),
+    }));
+    ctx.say(&format!("FAILED: {message}"));
+    RunOutcome::Failed(message)
 }
 
 /// What an evaluation pass measured.
@@ -711,11 +819,9 @@ fn stop<B: AutodiffBackend, M: TrainModel<B>>(
     ctx: &mut RunCtx,
     model: &M,
     opt: &RepOptimizer<B::InnerBackend>,
-    state: &mut TrainState,
-    elapsed: f64,
+    state: &TrainState,
     reason: &str,
-) -> anyhow::Result<RunOutcome> {
-    state.elapsed_s = elapsed;
+) -> RunOutcome {
     let written = save(ctx, model, opt, state, false);
     ctx.emit(EventBody::Stopped(events::Stopped {
         epoch: state.epoch,
@@ -732,5 +838,5 @@ fn stop<B: AutodiffBackend, M: TrainModel<B>>(
             None => "the checkpoint could not be written: the previous one stays the newest".into(),
         }
     ));
-    Ok(RunOutcome::Stopped)
+    RunOutcome::Stopped
 }
