@@ -14,9 +14,7 @@ use clap::Args;
 use crate::data::{Loader, LoaderConfig};
 use crate::device::{BackendTask, DeviceSpec, dispatch};
 use crate::model::fuse::to_deploy;
-use crate::model::{
-    Classifier, DeployNet, HsNet, ModelKind, RepVggNet, TargetNet, Variant, variant,
-};
+use crate::model::{Classifier, ModelKind, RepVggNet, Variant, variant};
 use crate::profile::{RunKind, RunProfile};
 use crate::train::checkpoint;
 use crate::train::hooks::save_safetensors;
@@ -85,38 +83,13 @@ impl BackendTask for EvalTask {
         ) -> anyhow::Result<Option<EvalReport>> {
             evaluate_inner(m, loader, classes, d, &super::interrupt_flag())
         }
-        match self.kind {
-            ModelKind::Target => eval(
-                &load(TargetNet::<I<AB>>::init(v, c, 0, d), w, t, "target", d)?,
-                &self.loader,
-                c,
-                d,
-            ),
-            ModelKind::Hs => eval(
-                &load(HsNet::<I<AB>>::init(v, c, 0, d), w, t, "HS", d)?,
-                &self.loader,
-                c,
-                d,
-            ),
-            ModelKind::RepVgg => eval(
-                &load(RepVggNet::<I<AB>>::init(v, c, 0, d), w, t, "RepVGG", d)?,
-                &self.loader,
-                c,
-                d,
-            ),
-            ModelKind::Deploy => eval(
-                &load(
-                    DeployNet::<I<AB>>::init(v, c, 0, d),
-                    w,
-                    t,
-                    "RepVGG deploy",
-                    d,
-                )?,
-                &self.loader,
-                c,
-                d,
-            ),
-        }
+        let kind = self.kind;
+        crate::with_network!(kind, I<AB>, |init| eval(
+            &load(init(v, c, 0, d), w, t, kind.label(), d)?,
+            &self.loader,
+            c,
+            d,
+        ))
     }
 }
 
@@ -223,31 +196,21 @@ impl BackendTask for ExportTask {
         let v = self.variant;
         let kind = self.kind.model();
         let (c, s, t) = (self.classes, &self.source, self.tensors);
-        match (kind, self.deploy) {
-            (ModelKind::RepVgg, true) => {
-                let model = load(RepVggNet::<I<AB>>::init(&v, c, 0, d), s, t, "RepVGG", d)?;
-                save_safetensors::<I<AB>, _>(&to_deploy(model), &self.output, "repvgg-deploy")
+        if self.deploy {
+            if kind != ModelKind::RepVgg {
+                bail!(
+                    "--deploy converts RepVGG baseline runs; this is a {} run",
+                    self.kind.event_name()
+                );
             }
-            (_, true) => bail!(
-                "--deploy converts RepVGG baseline runs; this is a {} run",
-                self.kind.event_name()
-            ),
-            (ModelKind::Target, _) => save_safetensors::<I<AB>, _>(
-                &load(TargetNet::<I<AB>>::init(&v, c, 0, d), s, t, "target", d)?,
-                &self.output,
-                "target",
-            ),
-            (ModelKind::Hs, _) => save_safetensors::<I<AB>, _>(
-                &load(HsNet::<I<AB>>::init(&v, c, 0, d), s, t, "HS", d)?,
-                &self.output,
-                "hs",
-            ),
-            (_, _) => save_safetensors::<I<AB>, _>(
-                &load(RepVggNet::<I<AB>>::init(&v, c, 0, d), s, t, "RepVGG", d)?,
-                &self.output,
-                "repvgg",
-            ),
+            let model = load(RepVggNet::<I<AB>>::init(&v, c, 0, d), s, t, kind.label(), d)?;
+            return save_safetensors::<I<AB>, _>(&to_deploy(model), &self.output, "repvgg-deploy");
         }
+        crate::with_network!(trainable kind, I<AB>, |init| save_safetensors::<I<AB>, _>(
+            &load(init(&v, c, 0, d), s, t, kind.label(), d)?,
+            &self.output,
+            kind.name(),
+        ))
     }
 }
 

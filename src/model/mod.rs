@@ -2,6 +2,7 @@
 
 pub mod blocks;
 pub mod fuse;
+mod kind_dispatch;
 pub mod layers;
 pub mod loss;
 pub mod net;

@@ -265,6 +265,16 @@ impl ModelKind {
             .into_iter()
             .find(|k| k.name().eq_ignore_ascii_case(s))
     }
+
+    /// The network's name in messages ("cannot load the RepVGG weights …").
+    pub fn label(&self) -> &'static str {
+        match self {
+            ModelKind::Target => "target",
+            ModelKind::Hs => "HS",
+            ModelKind::RepVgg => "RepVGG",
+            ModelKind::Deploy => "RepVGG deploy",
+        }
+    }
 }
 
 impl Variant {

@@ -12,15 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::device::DeviceSpec;
-use crate::model::loss::cross_entropy;
-use crate::model::{Classifier, HsNet, ModelKind, RepVggNet, TargetNet, Variant};
-use crate::optim::equivalence::random_scales;
-use crate::optim::{GradMults, OptimizerConfig, RepOptimizer, UpdateRule};
+use crate::model::{ModelKind, Variant};
+use crate::train::timing::{measurement_optimizer, synthetic_batch, timed_steps};
 
 /// What one probe measures.
 #[derive(Debug, Clone)]
@@ -84,77 +81,20 @@ pub fn trial_in_process<B: AutodiffBackend>(
     steps: usize,
     device: &B::Device,
 ) -> TrialReport {
-    let sgd = OptimizerConfig::new(UpdateRule::official_sgd(), 4e-5);
-    let x = burn::tensor::Tensor::<B, 4>::random(
-        [batch, 3, resolution, resolution],
-        burn::tensor::Distribution::Normal(0.0, 1.0),
-        device,
-    );
-    let labels: Vec<i64> = (0..batch).map(|i| (i % classes) as i64).collect();
-    let y = burn::tensor::Tensor::<B, 1, burn::tensor::Int>::from_data(
-        burn::tensor::TensorData::new(labels, [batch]),
-        device,
-    );
-    fn run<B: AutodiffBackend, M: burn::module::AutodiffModule<B> + Classifier<B>>(
-        mut m: M,
-        mut opt: RepOptimizer<B::InnerBackend>,
-        x: burn::tensor::Tensor<B, 4>,
-        y: burn::tensor::Tensor<B, 1, burn::tensor::Int>,
-        steps: usize,
-        device: &B::Device,
-    ) -> f64 {
-        let mut timed = 0.0;
-        for i in 0..steps + 1 {
-            let start = Instant::now();
-            let loss = cross_entropy(m.logits(x.clone(), true), y.clone(), 0.1);
-            let grads = GradientsParams::from_grads(loss.backward(), &m);
-            m = opt.step(m, grads, 0.01).0;
-            let _ = loss.into_scalar();
-            B::sync(device).expect("device sync");
-            if i > 0 {
-                timed += start.elapsed().as_secs_f64();
-            }
-        }
-        timed / steps.max(1) as f64
-    }
-    let secs = match model {
-        ModelKind::Target => {
-            let masks =
-                GradMults::from_scales(&random_scales(variant, 1, true), variant, 2, device);
-            run(
-                TargetNet::<B>::init(variant, classes, 0, device),
-                RepOptimizer::new(sgd, masks),
-                x,
-                y,
-                steps,
-                device,
-            )
-        }
-        ModelKind::RepVgg => run(
-            RepVggNet::<B>::init(variant, classes, 0, device),
-            RepOptimizer::plain(sgd),
-            x,
-            y,
+    let data = synthetic_batch::<B>(batch, resolution, classes, device);
+    let mut opt = measurement_optimizer(model, variant, device);
+    // One warm-up step: the peak of a training step is reached in its first run.
+    let secs = crate::with_network!(model, B, |init| {
+        timed_steps(
+            init(variant, classes, 0, device),
+            &mut opt,
+            &data,
+            1,
             steps,
             device,
-        ),
-        ModelKind::Hs => run(
-            HsNet::<B>::init(variant, classes, 0, device),
-            RepOptimizer::plain(sgd),
-            x,
-            y,
-            steps,
-            device,
-        ),
-        ModelKind::Deploy => run(
-            crate::model::DeployNet::<B>::init(variant, classes, 0, device),
-            RepOptimizer::plain(sgd),
-            x,
-            y,
-            steps,
-            device,
-        ),
-    };
+        )
+        .step_s
+    });
     TrialReport {
         batch,
         images_per_s: batch as f64 / secs.max(1e-12),

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod clocks;
 pub mod hooks;
 pub mod replicas;
+pub mod timing;
 pub mod trainer;
 pub mod weights;
 
@@ -16,7 +17,7 @@ use anyhow::{Context, bail};
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::device::{BackendTask, dispatch};
-use crate::model::{HsNet, RepVggNet, TargetNet};
+use crate::model::{ModelKind, TargetNet};
 use crate::optim::{GradMults, OptimizerConfig, RepOptimizer, UpdateRule, reinitialize};
 use crate::profile::{OptimizerKind, RunKind, RunProfile, ScalesProfile};
 use crate::rundir::events::{EventBody, Failed};
@@ -481,17 +482,6 @@ impl BackendTask for TrainTask<'_> {
         // checkpoint has newer ones).
         let start_from = p.weights.clone().filter(|_| ctx.resume.is_none());
         match p.kind {
-            RunKind::HyperSearch => {
-                let model = start(
-                    &start_from,
-                    HsNet::<B>::init(&v, classes, p.seed, main),
-                    "HS",
-                    main,
-                )?;
-                trainer::train(ctx, &devices, model, RepOptimizer::plain(cfg), |d| {
-                    HsNet::init(&v, classes, p.seed, d)
-                })
-            }
             RunKind::Target => {
                 let scales = ctx.scales.clone().context("a Target run needs scales")?;
                 if let UpdateRule::AdamW { .. } = rule
@@ -506,32 +496,21 @@ impl BackendTask for TrainTask<'_> {
                 if ctx.resume.is_none() && start_from.is_none() {
                     model = reinitialize(model, &v, &scales, p.reinit_identity, p.seed);
                 }
-                let model = start(&start_from, model, "target", main)?;
+                let model = start(&start_from, model, ModelKind::Target.label(), main)?;
                 let masks = GradMults::from_scales(&scales, &v, rule.mask_power(), main);
                 trainer::train(ctx, &devices, model, RepOptimizer::new(cfg, masks), |d| {
                     TargetNet::init(&v, classes, p.seed, d)
                 })
             }
-            RunKind::Baseline => {
-                let model = start(
-                    &start_from,
-                    RepVggNet::<B>::init(&v, classes, p.seed, main),
-                    "RepVGG",
-                    main,
-                )?;
-                trainer::train(ctx, &devices, model, RepOptimizer::plain(cfg), |d| {
-                    RepVggNet::init(&v, classes, p.seed, d)
-                })
-            }
-            RunKind::Ablation => {
-                let model = start(
-                    &start_from,
-                    TargetNet::<B>::init(&v, classes, p.seed, main),
-                    "target",
-                    main,
-                )?;
-                trainer::train(ctx, &devices, model, RepOptimizer::plain(cfg), |d| {
-                    TargetNet::init(&v, classes, p.seed, d)
+            // The others train their network from its seeded initialization with the plain
+            // optimizer (Ablation: RepOpt-VGG's network without the RepOptimizer).
+            RunKind::HyperSearch | RunKind::Baseline | RunKind::Ablation => {
+                let kind = p.kind.model();
+                crate::with_network!(trainable kind, B, |init| {
+                    let model = start(&start_from, init(&v, classes, p.seed, main), kind.label(), main)?;
+                    trainer::train(ctx, &devices, model, RepOptimizer::plain(cfg), |d| {
+                        init(&v, classes, p.seed, d)
+                    })
                 })
             }
         }
