@@ -225,12 +225,10 @@ pub fn probe(args: ProbeArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
         threads: args.threads,
     };
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let run_id = args.run_id.clone().unwrap_or_else(|| {
-        crate::probe::default_run_id(&args.profile, &crate::train::utc_stamp(now))
-    });
+    let run_id = args
+        .run_id
+        .clone()
+        .unwrap_or_else(|| crate::probe::default_run_id(&args.profile, crate::rundir::unix_now()));
     let dir = runs_dir.join(&run_id);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let _lock = RunLock::acquire(&dir)?;

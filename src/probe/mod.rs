@@ -292,15 +292,10 @@ pub fn available_memory() -> Option<u64> {
     alloc::proc_kib_field("/proc/meminfo", "MemAvailable")
 }
 
-/// The default runs directory name of a probe of `profile`.
-pub fn default_run_id(profile: &Path, stamp: &str) -> String {
-    format!(
-        "probe-{}-{stamp}",
-        profile
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("profile")
-    )
+/// The default run id of a probe of `profile` started at `now`: `probe-<stem>-<stamp>`.
+pub fn default_run_id(profile: &Path, now: f64) -> String {
+    let name = format!("probe-{}", crate::rundir::ids::profile_stem(profile));
+    crate::rundir::ids::run_id(&name, now)
 }
 
 /// The executable that trial children run (overridable for tests).

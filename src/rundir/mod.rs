@@ -14,6 +14,7 @@
 //! [`live_owner`] (who owns the run), [`RunSummary`] / [`list_runs`] (what the runs list shows).
 
 pub mod events;
+pub mod ids;
 mod lock;
 mod reader;
 mod stats;

@@ -38,34 +38,6 @@ pub struct RunOptions {
     pub stop_after: Option<u64>,
 }
 
-/// `YYYYmmdd-HHMMSS` in UTC.
-pub fn utc_stamp(unix: u64) -> String {
-    let (days, secs) = ((unix / 86_400) as i64, unix % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        secs / 3600,
-        (secs % 3600) / 60,
-        secs % 60
-    )
-}
-
-fn profile_stem(path: &Path) -> String {
-    path.file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("run")
-        .to_string()
-}
-
 /// The run directory a profile path is frozen in, if it is one (`checkpoints/<id>/profile.ron`).
 fn run_dir_of(profile: &Path) -> Option<PathBuf> {
     let dir = profile.parent()?;
@@ -296,7 +268,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
             (Some(id), _) => opts.runs_dir.join(id),
             (None, Some(dir)) => dir,
             (None, None) => {
-                let stem = profile_stem(&opts.profile);
+                let stem = crate::rundir::ids::profile_stem(&opts.profile);
                 newest_run(&opts.runs_dir, &stem, Some(CKPT_DIR)).with_context(|| {
                     format!(
                         "--resume: no run of '{stem}' under {}",
@@ -346,10 +318,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     } else {
         let mut profile = RunProfile::load(&opts.profile)?;
         let id = opts.run_id.clone().unwrap_or_else(|| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            format!("{}-{}", profile_stem(&opts.profile), utc_stamp(now))
+            crate::rundir::ids::new_run_id(&opts.profile, crate::rundir::unix_now())
         });
         let dir = opts.runs_dir.join(&id);
         if dir.join(EVENTS_FILE).exists() {
@@ -514,17 +483,5 @@ impl BackendTask for TrainTask<'_> {
                 })
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_stamps() {
-        assert_eq!(utc_stamp(0), "19700101-000000");
-        assert_eq!(utc_stamp(1_795_860_000), "20261128-100000");
-        assert_eq!(utc_stamp(951_782_400), "20000229-000000");
     }
 }

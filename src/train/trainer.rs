@@ -90,15 +90,6 @@ pub fn signal_name(signal: usize) -> &'static str {
     }
 }
 
-fn fmt_duration(s: f64) -> String {
-    let s = s.max(0.0) as u64;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
-}
-
 /// Trains `model` as the profile says. `replica` builds a fresh model on another device.
 ///
 /// The parts, in order: the data plan of the run ([`RunPlan`]), a fresh or resumed position
@@ -454,7 +445,7 @@ fn train_epoch<B: AutodiffBackend, M: TrainModel<B>>(
                     window.mean_loss(),
                     lr,
                     window.images_per_s(),
-                    fmt_duration(eta)
+                    crate::output::duration(eta)
                 ));
             }
             clocks.window.restart();
@@ -561,7 +552,7 @@ fn end_epoch<B: AutodiffBackend, M: TrainModel<B>>(
         "epoch {}/{} done in {}: train loss {:.4} top-1 {:.2}% | val loss {:.4} top-1 {:.2}% top-5 {:.2}% | best {:.2}% (epoch {})",
         epoch + 1,
         epochs,
-        fmt_duration(epoch_start.elapsed().as_secs_f64()),
+        crate::output::duration(epoch_start.elapsed().as_secs_f64()),
         train_loss,
         train_top1,
         val_loss,
@@ -606,7 +597,7 @@ fn finish_run<B: AutodiffBackend, M: TrainModel<B>>(
     }));
     ctx.say(&format!(
         "finished in {}: best top-1 {:.2}% | events and checkpoints took {:.2} s ({:.2}% of this process's {:.1} s) | wrote {}",
-        fmt_duration(wall),
+        crate::output::duration(wall),
         state.best_top1.unwrap_or(0.0),
         bookkeeping,
         100.0 * bookkeeping / process.process_s().max(1e-9),

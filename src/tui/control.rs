@@ -14,7 +14,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 
 use crate::rundir::{LockTable, PROFILE_FILE, STDOUT_LOG};
 
-use super::format::utc_compact;
+use crate::rundir::ids::new_run_id;
 
 /// The environment variable that overrides the program spawned for runs (tests use a fake
 /// runner).
@@ -191,15 +191,6 @@ impl Launcher {
     }
 }
 
-/// `<profile-file-stem>-<YYYYmmdd-HHMMSS>` (UTC).
-pub fn new_run_id(profile: &Path, now: f64) -> String {
-    let stem = profile
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "run".into());
-    format!("{stem}-{}", utc_compact(now))
-}
-
 /// Asks the live owner of the run in `dir` to stop (SIGINT: it finishes its step, checkpoints and
 /// writes `stopped`). Returns the pid signalled.
 pub fn stop_run(dir: &Path) -> Result<u32, ControlError> {
@@ -295,17 +286,4 @@ pub fn list_checkpoints(
             .unwrap_or(std::cmp::Ordering::Equal)
     });
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn run_ids() {
-        assert_eq!(
-            new_run_id(Path::new("profiles/demo-hs.ron"), 1_795_860_900.0),
-            "demo-hs-20261128-101500"
-        );
-    }
 }
