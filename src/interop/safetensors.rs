@@ -5,48 +5,61 @@ use std::collections::HashMap;
 use burn::tensor::TensorData;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
+/// Why named tensors could not be written as, or read from, safetensors bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum SafetensorsError {
+    #[error("tensor '{name}': {why}")]
+    Tensor { name: String, why: String },
+    #[error("{0}")]
+    Format(#[from] safetensors::SafeTensorError),
+}
+
 /// Serializes named tensors (converted to f32) with string metadata.
 pub fn to_bytes(
     tensors: &[(String, TensorData)],
     metadata: HashMap<String, String>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, SafetensorsError> {
     let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, data)| {
-            let values = data
-                .clone()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .map_err(|e| format!("{name}: {e:?}"))?;
+            let values = data.clone().convert::<f32>().to_vec::<f32>().map_err(|e| {
+                SafetensorsError::Tensor {
+                    name: name.clone(),
+                    why: format!("{e:?}"),
+                }
+            })?;
             let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
             Ok((name.clone(), data.shape.to_vec(), bytes))
         })
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<_, SafetensorsError>>()?;
     let views = buffers
         .iter()
         .map(|(name, shape, bytes)| {
             TensorView::new(Dtype::F32, shape.clone(), bytes)
                 .map(|v| (name.clone(), v))
-                .map_err(|e| format!("{name}: {e}"))
+                .map_err(|e| SafetensorsError::Tensor {
+                    name: name.clone(),
+                    why: e.to_string(),
+                })
         })
-        .collect::<Result<Vec<_>, String>>()?;
-    safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())
+        .collect::<Result<Vec<_>, SafetensorsError>>()?;
+    Ok(safetensors::serialize(views, Some(metadata))?)
 }
 
 /// Named tensors and metadata read from safetensors bytes (f32, f16/bf16 are not expected).
 pub type Decoded = (HashMap<String, String>, Vec<(String, TensorData)>);
 
-pub fn from_bytes(bytes: &[u8]) -> Result<Decoded, String> {
-    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+pub fn from_bytes(bytes: &[u8]) -> Result<Decoded, SafetensorsError> {
+    let (_, meta) = SafeTensors::read_metadata(bytes)?;
     let metadata = meta.metadata().clone().unwrap_or_default();
-    let st = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+    let st = SafeTensors::deserialize(bytes)?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(format!(
-                "tensor '{name}' is {:?}, expected F32",
-                view.dtype()
-            ));
+            return Err(SafetensorsError::Tensor {
+                why: format!("{:?}, expected F32", view.dtype()),
+                name,
+            });
         }
         let values: Vec<f32> = view
             .data()

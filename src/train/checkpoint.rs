@@ -64,6 +64,8 @@ pub enum CheckpointError {
     },
     #[error("{path} is corrupt ({why}); it was not used")]
     Corrupt { path: PathBuf, why: String },
+    #[error("cannot write checkpoint {path}: {why}")]
+    Write { path: PathBuf, why: String },
 }
 
 /// SHA-256 of `bytes` as lowercase hex (the frozen scales' checksum).
@@ -79,7 +81,11 @@ pub fn file_name(epoch: u32, global_iter: u64) -> String {
 }
 
 /// Serializes and writes atomically.
-pub fn write(path: &Path, ckpt: &Checkpoint) -> Result<(), String> {
+pub fn write(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
+    let failed = |why: String| CheckpointError::Write {
+        path: path.to_path_buf(),
+        why,
+    };
     let mut tensors: Vec<(String, TensorData)> = ckpt
         .model
         .iter()
@@ -93,15 +99,14 @@ pub fn write(path: &Path, ckpt: &Checkpoint) -> Result<(), String> {
     let mut meta = HashMap::new();
     meta.insert(
         "state".to_string(),
-        serde_json::to_string(&ckpt.state).map_err(|e| e.to_string())?,
+        serde_json::to_string(&ckpt.state).map_err(|e| failed(e.to_string()))?,
     );
-    let payload = to_bytes(&tensors, meta)?;
+    let payload = to_bytes(&tensors, meta).map_err(|e| failed(e.to_string()))?;
     let mut bytes = Vec::with_capacity(payload.len() + 40);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&Sha256::digest(&payload));
     bytes.extend_from_slice(&payload);
-    write_atomic(path, &bytes)
-        .map_err(|e| format!("cannot write checkpoint {}: {e}", path.display()))
+    write_atomic(path, &bytes).map_err(|e| failed(e.to_string()))
 }
 
 /// Copies `from` to `to` through a temporary file (synced, renamed): `to` is always whole.
@@ -156,7 +161,7 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
     if Sha256::digest(payload).as_slice() != hash {
         return Err(corrupt("checksum mismatch: truncated or modified".into()));
     }
-    let (meta, tensors) = from_bytes(payload).map_err(corrupt)?;
+    let (meta, tensors) = from_bytes(payload).map_err(|e| corrupt(e.to_string()))?;
     let state = meta
         .get("state")
         .ok_or_else(|| corrupt("no training state".into()))?;

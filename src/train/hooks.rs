@@ -73,7 +73,7 @@ pub fn save_safetensors<B: Backend, M: burn::module::Module<B>>(
     meta.insert("format".to_string(), "pt".to_string());
     meta.insert("model".to_string(), kind.to_string());
     let bytes = crate::interop::safetensors::to_bytes(&named_tensors::<B, M>(model), meta)
-        .map_err(anyhow::Error::msg)?;
+        .with_context(|| format!("cannot serialize the weights for {}", path.display()))?;
     crate::profile::write_atomic(path, &bytes)
         .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -774,7 +774,7 @@ fn save_inner<B: AutodiffBackend, M: TrainModel<B>>(
             model: tensors,
             optim: opt.state_tensors(),
         };
-        checkpoint::write(&dir.join(&name), &ckpt)
+        checkpoint::write(&dir.join(&name), &ckpt).map_err(|e| e.to_string())
     };
     if let Err(e) = written {
         crate::errln!(
