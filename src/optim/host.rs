@@ -35,38 +35,24 @@ impl Mask<'_> {
     }
 }
 
-/// Calls `f(i, mask value)` for every element `i` of chunk `c` (starting at element `o`, `n`
-/// long). Factored masks compute each value from the row's three numbers: no mask memory is read.
+/// The mask values of chunk `c` (elements `o..o + n`) as a slice: dense masks are read in
+/// place, a factored mask's row is written into `scratch` (one row, in L1). The update loops then
+/// run over plain zipped slices, which the compiler vectorizes without bounds checks.
 #[inline(always)]
-fn each_masked(
-    mask: Option<Mask<'_>>,
+fn mask_chunk<'m>(
+    mask: Option<Mask<'m>>,
     c: usize,
     o: usize,
     n: usize,
-    mut f: impl FnMut(usize, Option<f32>),
-) {
+    scratch: &'m mut Vec<f32>,
+) -> Option<&'m [f32]> {
     match mask {
-        None => (0..n).for_each(|i| f(i, None)),
-        Some(Mask::Dense(m)) => (0..n).for_each(|i| f(i, Some(m[o + i]))),
+        None => None,
+        Some(Mask::Dense(m)) => Some(&m[o..o + n]),
         Some(Mask::Factored(fm)) => {
-            // The same f32 sums as `grad_mult` / `FactoredMask::fill_row`.
-            let base = fm.s_pow[c];
-            let centre = base + fm.t_pow[c];
-            let diag = if fm.identity && c < fm.cin {
-                centre + 1.0
-            } else {
-                centre
-            };
-            for input in 0..n / 9 {
-                for k in 0..9 {
-                    let m = match (k, input == c) {
-                        (4, true) => diag,
-                        (4, false) => centre,
-                        _ => base,
-                    };
-                    f(input * 9 + k, Some(m));
-                }
-            }
+            // The same f32 sums as `grad_mult`.
+            fm.fill_row(c, scratch);
+            Some(&scratch[..n])
         }
     }
 }
@@ -86,16 +72,16 @@ pub fn sgd(
     nesterov: bool,
     lr: f32,
 ) {
-    let step = |p: &mut f32, g: f32, m: Option<f32>, b: Option<&mut f32>| {
-        let mut d = match m {
-            Some(m) => g * m,
-            None => g,
-        };
+    // The loop-invariant choices (weight decay, its masking, first step, Nesterov) are
+    // branches the compiler hoists out of the vectorized loops.
+    let step = |p: &mut f32, g: f32, m: f32, masked: bool, b: Option<&mut f32>| {
+        let mut d = if masked { g * m } else { g };
         if wd != 0.0 {
             let decay = *p * wd;
-            d += match (m, mask_weight_decay) {
-                (Some(m), true) => decay * m,
-                _ => decay,
+            d += if masked && mask_weight_decay {
+                decay * m
+            } else {
+                decay
             };
         }
         if let Some(b) = b {
@@ -106,31 +92,52 @@ pub fn sgd(
         *p -= d * lr;
     };
     let n = p.len();
+    debug_assert_eq!(g.len(), n);
     let chunk = Mask::chunk(mask);
+    let chunk_update =
+        |c: usize, pc: &mut [f32], bc: Option<&mut [f32]>, scratch: &mut Vec<f32>| {
+            let o = c * chunk;
+            let gc = &g[o..o + pc.len()];
+            match (mask_chunk(mask, c, o, pc.len(), scratch), bc) {
+                (Some(mc), Some(bc)) => {
+                    for (((p, &g), &m), b) in pc.iter_mut().zip(gc).zip(mc).zip(bc) {
+                        step(p, g, m, true, Some(b));
+                    }
+                }
+                (Some(mc), None) => {
+                    for ((p, &g), &m) in pc.iter_mut().zip(gc).zip(mc) {
+                        step(p, g, m, true, None);
+                    }
+                }
+                (None, Some(bc)) => {
+                    for ((p, &g), b) in pc.iter_mut().zip(gc).zip(bc) {
+                        step(p, g, 1.0, false, Some(b));
+                    }
+                }
+                (None, None) => {
+                    for (p, &g) in pc.iter_mut().zip(gc) {
+                        step(p, g, 1.0, false, None);
+                    }
+                }
+            }
+        };
     match buf {
         Some(buf) => p
             .par_chunks_mut(chunk)
             .zip(buf.par_chunks_mut(chunk))
             .enumerate()
             .with_min_len(Mask::min_chunks(chunk))
-            .for_each(|(c, (pc, bc))| {
-                let o = c * chunk;
-                each_masked(mask, c, o, pc.len(), |i, m| {
-                    step(&mut pc[i], g[o + i], m, Some(&mut bc[i]))
-                });
+            .for_each_init(Vec::new, |scratch, (c, (pc, bc))| {
+                chunk_update(c, pc, Some(bc), scratch)
             }),
         None => p
             .par_chunks_mut(chunk)
             .enumerate()
             .with_min_len(Mask::min_chunks(chunk))
-            .for_each(|(c, pc)| {
-                let o = c * chunk;
-                each_masked(mask, c, o, pc.len(), |i, m| {
-                    step(&mut pc[i], g[o + i], m, None)
-                });
+            .for_each_init(Vec::new, |scratch, (c, pc)| {
+                chunk_update(c, pc, None, scratch)
             }),
     }
-    debug_assert_eq!(g.len(), n);
 }
 
 /// AdamW as the official RepOptimizerAdamW: g' = g ⊙ M; p ·= 1 − lr·wd; m = β1·m + (1−β1)·g';
@@ -159,33 +166,41 @@ pub fn adamw(
         .zip(exp_avg_sq.par_chunks_mut(chunk))
         .enumerate()
         .with_min_len(Mask::min_chunks(chunk))
-        .for_each(|(c, ((pc, mc), vc))| {
+        .for_each_init(Vec::new, |scratch, (c, ((pc, mc), vc))| {
             let o = c * chunk;
-            each_masked(mask, c, o, pc.len(), |i, k| {
-                let gi = match k {
-                    Some(k) => g[o + i] * k,
-                    None => g[o + i],
-                };
+            let gc = &g[o..o + pc.len()];
+            let mask = mask_chunk(mask, c, o, pc.len(), scratch);
+            let update = |p: &mut f32, g: f32, k: f32, masked: bool, m: &mut f32, v: &mut f32| {
+                let gi = if masked { g * k } else { g };
                 if wd != 0.0 {
-                    pc[i] *= decay;
+                    *p *= decay;
                 }
-                let m = if first {
+                let nm = if first {
                     gi * (1.0 - beta1)
                 } else {
-                    mc[i] * beta1 + gi * (1.0 - beta1)
+                    *m * beta1 + gi * (1.0 - beta1)
                 };
-                let v = if first {
+                let nv = if first {
                     gi * gi * (1.0 - beta2)
                 } else {
-                    vc[i] * beta2 + gi * gi * (1.0 - beta2)
+                    *v * beta2 + gi * gi * (1.0 - beta2)
                 };
-                mc[i] = m;
-                vc[i] = v;
-                let numer = match k {
-                    Some(k) => m * k,
-                    None => m,
-                };
-                pc[i] -= numer / (v.sqrt() / bias2_sqrt + eps) * step_size;
-            });
+                *m = nm;
+                *v = nv;
+                let numer = if masked { nm * k } else { nm };
+                *p -= numer / (nv.sqrt() / bias2_sqrt + eps) * step_size;
+            };
+            match mask {
+                Some(kc) => {
+                    for ((((p, &g), &k), m), v) in pc.iter_mut().zip(gc).zip(kc).zip(mc).zip(vc) {
+                        update(p, g, k, true, m, v);
+                    }
+                }
+                None => {
+                    for (((p, &g), m), v) in pc.iter_mut().zip(gc).zip(mc).zip(vc) {
+                        update(p, g, 1.0, false, m, v);
+                    }
+                }
+            }
         });
 }
