@@ -358,28 +358,17 @@ fn train_epoch<B: AutodiffBackend, M: TrainModel<B>>(
         .map(|l| l.epoch(epoch as u64, state.iter))
         .collect();
     while state.iter < ipe {
-        let signal = ctx.stop.load(Ordering::SeqCst);
-        if signal != 0 {
+        // A signal stops at once; `--stop-after N` is checked before a step (not after one)
+        // so that it runs exactly N iterations, also when N ends an epoch (the run then stops
+        // after its evaluation).
+        let reason = match ctx.stop.load(Ordering::SeqCst) {
+            0 if ctx.stop_after.is_some_and(|n| clocks.process.steps >= n) => Some("stop-after"),
+            0 => None,
+            signal => Some(signal_name(signal)),
+        };
+        if let Some(reason) = reason {
             state.elapsed_s = clocks.process.run_s();
-            return Ok(ControlFlow::Break(stop(
-                ctx,
-                &model,
-                opt,
-                state,
-                signal_name(signal),
-            )));
-        }
-        // Checked before a step (not after one): `--stop-after N` runs exactly N
-        // iterations, also when N ends an epoch (the run then stops after its evaluation).
-        if ctx.stop_after.is_some_and(|n| clocks.process.steps >= n) {
-            state.elapsed_s = clocks.process.run_s();
-            return Ok(ControlFlow::Break(stop(
-                ctx,
-                &model,
-                opt,
-                state,
-                "stop-after",
-            )));
+            return Ok(ControlFlow::Break(stop(ctx, &model, opt, state, reason)));
         }
         let lr = plan.schedule.lr_for_iteration(state.global_iter);
         let mut shards = Vec::with_capacity(iters.len());
