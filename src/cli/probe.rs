@@ -54,6 +54,8 @@ pub struct ProbeArgs {
     /// Run id of the directory the `probe` events go to (default: probe-<profile>-<time>).
     #[arg(long)]
     run_id: Option<String>,
+    #[command(flatten)]
+    pub(crate) runs: super::RunsDirArg,
 }
 
 #[derive(Args, Debug)]
@@ -147,7 +149,8 @@ fn human(bytes: u64) -> String {
     }
 }
 
-pub fn probe(args: ProbeArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
+pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
+    let runs_dir = args.runs.runs_dir.clone();
     let profile = RunProfile::load(&args.profile)?;
     let v = match &args.variant {
         Some(name) => variant(name)?,

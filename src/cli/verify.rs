@@ -27,18 +27,25 @@ pub struct VerifyArgs {
     /// (positive only for AdamW, which is exactly equivalent only for positive scales).
     #[arg(long, value_name = "FILE.ron")]
     scales: Option<PathBuf>,
+    /// The update rule both sides use (the RepOptimizer's SGD or AdamW form).
     #[arg(long, value_enum, default_value = "sgd")]
     optimizer: OptimizerArg,
+    /// Training steps compared side by side.
     #[arg(long, default_value_t = 20)]
     steps: usize,
+    /// Device: cpu, cuda:N, libtorch:cpu, libtorch:cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
+    /// Images per step (random inputs and labels).
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Input resolution (square).
     #[arg(long, default_value_t = 32)]
     resolution: usize,
+    /// Learning rate of every step (constant).
     #[arg(long, default_value_t = 0.01)]
     lr: f64,
+    /// Weight decay (added after the Grad Mult mask, as the RepOptimizer does).
     #[arg(long, default_value_t = 0.05)]
     weight_decay: f64,
     /// AdamW's eps. It enters once per branch in the CSLA model and once per kernel in the
@@ -48,6 +55,7 @@ pub struct VerifyArgs {
     /// Largest relative difference accepted (f32 arithmetic).
     #[arg(long, default_value_t = 1e-4)]
     tolerance: f64,
+    /// Seed of the model, the inputs and the random scales.
     #[arg(long, default_value_t = 1)]
     seed: u64,
 }

@@ -33,6 +33,7 @@ pub struct EvalArgs {
     /// Weights: an official PyTorch state dict (.pth), safetensors, or a checkpoint (.ckpt).
     #[arg(long, value_name = "FILE")]
     weights: PathBuf,
+    /// Device: cpu, cuda:N, libtorch:cpu, libtorch:cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
     /// Evaluation batch size (default: the profile's).
