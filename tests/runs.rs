@@ -111,7 +111,7 @@ fn resume_is_exact() {
         "7",
     ]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("continue with --resume"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("continue with: repopt-tui --profile"));
     let split = runs.join("split");
     assert!(
         events(&split)

@@ -8,7 +8,7 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, Subcommand};
 
 use crate::bench::{ModelBenchConfig, ModelBenchResult, bench_models};
-use crate::device::{BackendTask, DeviceSpec, dispatch};
+use crate::device::{BackendTask, DeviceChoice, DeviceSpec, dispatch};
 use crate::model::{ModelKind, variant};
 
 #[derive(Subcommand, Debug)]
@@ -132,23 +132,23 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
         steps: args.steps,
     };
     crate::outln!(
-        "bench model: {} at {}x{}, batch {}, {} classes, {} threads, {} (engine: {}), {} steps after {} warm-up",
+        "bench model: {} at {}x{}, batch {}, {} classes, {}, {} (engine: {}), {} after {} warm-up",
         v.name,
         args.res,
         args.res,
         args.batch,
         args.classes,
-        threads,
+        crate::output::plural(threads as u64, "thread"),
         args.device,
         crate::device::engine_description(args.device),
-        args.steps,
+        crate::output::plural(args.steps as u64, "step"),
         args.warmup
     );
     let torch = match &args.torch {
         Some(python) => Some(run_torch_peer(python, &args, &models, threads)?),
         None => None,
     };
-    let results = dispatch(&[args.device], ModelTask(cfg))?;
+    let results = dispatch(&[args.device], DeviceChoice::Flag, ModelTask(cfg))?;
     crate::outln!(
         "{:<8} {:>10} {:>10} {:>12} {:>12} {:>12}",
         "model",

@@ -48,6 +48,8 @@ fn run_both(dir: &std::path::Path, runs_dir: &std::path::Path) -> anyhow::Result
             run_id: None,
             runs_dir: runs_dir.to_path_buf(),
             stop_after: None,
+            // The demo chains its runs itself: no "next" hints naming its temporary profiles.
+            profile_arg: None,
         };
         let outcome = run(opts)?;
         if outcome != RunOutcome::Finished {

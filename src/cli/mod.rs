@@ -25,7 +25,8 @@ use clap::{Parser, Subcommand};
         foreground (progress on stdout, everything else in the run directory)."
 )]
 pub struct Cli {
-    /// Run this profile headless (e.g. profiles/b1.ron).
+    /// Run this profile headless: a file (profiles/b1.ron) or a bare name (b1: profiles/b1.ron
+    /// in the working directory or beside the binary).
     #[arg(long, value_name = "FILE.ron")]
     pub profile: Option<PathBuf>,
     /// Continue the newest valid checkpoint of the run (with --profile).
@@ -44,7 +45,7 @@ pub struct Cli {
     pub run_id: Option<String>,
     /// Where run directories live (the headless run and the dashboard; subcommands that use
     /// one take their own --runs-dir).
-    #[arg(long, value_name = "DIR", default_value = "checkpoints")]
+    #[arg(long, value_name = "DIR", default_value = crate::train::DEFAULT_RUNS_DIR)]
     pub runs_dir: PathBuf,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -85,7 +86,7 @@ pub enum Command {
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunsDirArg {
     /// Where run directories live.
-    #[arg(long, value_name = "DIR", default_value = "checkpoints")]
+    #[arg(long, value_name = "DIR", default_value = crate::train::DEFAULT_RUNS_DIR)]
     pub runs_dir: PathBuf,
 }
 
@@ -209,8 +210,16 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         Some(Command::Export(args)) => weights::export(args),
         Some(Command::Demo(args)) => demo::run_demo(args),
         None => match cli.profile {
-            Some(profile) => {
+            Some(arg) => {
+                // `--profile b1` is profiles/b1.ron. A resumed run needs only the name when its
+                // profile file is gone (the run continues with its frozen copy).
+                let profile = match crate::profile::resolve_run_profile(&arg) {
+                    Ok(p) => p,
+                    Err(_) if cli.resume => arg.clone(),
+                    Err(e) => return Err(e.into()),
+                };
                 let outcome = crate::train::run(crate::train::RunOptions {
+                    profile_arg: Some(arg.display().to_string()),
                     profile,
                     resume: cli.resume,
                     checkpoint: cli.checkpoint,

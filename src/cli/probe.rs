@@ -8,7 +8,7 @@ use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 use clap::Args;
 
-use crate::device::{BackendTask, DeviceSpec, dispatch};
+use crate::device::{BackendTask, DeviceChoice, DeviceSpec, dispatch};
 use crate::model::{ModelKind, Variant, variant};
 use crate::probe::{
     ModelProbe, ProbeConfig, Trial, alloc, parse_size, run_trial, search, trial_exe,
@@ -129,7 +129,7 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<ExitCode> {
         classes: args.classes,
         steps: args.steps,
     };
-    let mut report = dispatch(&[args.device], task)?;
+    let mut report = dispatch(&[args.device], DeviceChoice::Flag, task)?;
     alloc::set_limit(0);
     if torch_cpu {
         report.peak_bytes = alloc::proc_status_bytes("VmHWM")
@@ -151,7 +151,7 @@ fn human(bytes: u64) -> String {
 
 pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     let runs_dir = args.runs.runs_dir.clone();
-    let profile = RunProfile::load(&args.profile)?;
+    let profile = RunProfile::load(&crate::profile::resolve_run_profile(&args.profile)?)?;
     let v = match &args.variant {
         Some(name) => variant(name)?,
         None => profile.variant(),
@@ -260,14 +260,14 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         profile_path: Some(args.profile.display().to_string()),
     }))?;
     crate::outln!(
-        "probe: {} at {}x{}, {} classes, on {}{} (each trial: 1 warm-up + {} timed training steps in a child process)",
+        "probe: {} at {}x{}, {} classes, on {}{} (each trial: 1 warm-up + {} in a child process)",
         v.name,
         cfg.resolution,
         cfg.resolution,
         cfg.classes,
         device,
         memory_limit.map_or(String::new(), |l| format!(", heap limit {}", human(l))),
-        cfg.steps
+        crate::output::plural(cfg.steps as u64, "timed training step")
     );
     let start = std::time::Instant::now();
     let exe = trial_exe();

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
 
-use crate::device::{BackendTask, DeviceSpec, dispatch};
+use crate::device::{BackendTask, DeviceChoice, DeviceSpec, dispatch};
 use crate::model::variant;
 use crate::optim::equivalence::{VerifyConfig, VerifyReport, run_equivalence};
 use crate::optim::{OptimizerConfig, UpdateRule};
@@ -146,20 +146,20 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         update_path: None,
     };
     crate::outln!(
-        "verify: {} with scales {} ({} negative), {:?}, wd {}, lr {}, {} steps of batch {} at {}x{} on {}",
+        "verify: {} with scales {} ({} negative), {:?}, wd {}, lr {}, {} of batch {} at {}x{} on {}",
         v.name,
         source,
         negatives,
         rule,
         args.weight_decay,
         args.lr,
-        args.steps,
+        crate::output::plural(args.steps as u64, "step"),
         args.batch,
         args.resolution,
         args.resolution,
         args.device
     );
-    let report = dispatch(&[args.device], VerifyTask(cfg))?;
+    let report = dispatch(&[args.device], DeviceChoice::Flag, VerifyTask(cfg))?;
     crate::outln!("{:>5} {:>12} {:>12}", "step", "CSLA loss", "RepOpt loss");
     for (i, (a, b)) in report
         .csla_losses

@@ -16,6 +16,7 @@ use crate::data::{Loader, LoaderConfig, OpenedDataset};
 use crate::model::loss::correct_top_k;
 use crate::model::params::named_tensors;
 use crate::optim::RepOptimizer;
+use crate::output::plural;
 use crate::profile::{RunProfile, ScalesProfile};
 use crate::rundir::events::{self, EventBody};
 use crate::rundir::{CKPT_DIR, EventWriter, SCALES_FILE};
@@ -44,6 +45,8 @@ pub struct RunCtx {
     /// Stop (checkpoint + `stopped`) after this many iterations of this process.
     pub stop_after: Option<u64>,
     pub profile_path: PathBuf,
+    /// The command line that continues this run, printed when it stops.
+    pub resume_command: String,
     /// Time spent writing events and checkpoints in this process (the run's bookkeeping).
     pub bookkeeping: std::time::Duration,
     /// The last event could not be written (warned once per streak).
@@ -125,10 +128,10 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
     }
     if ipe == 0 {
         anyhow::bail!(
-            "the training split has {} images, fewer than one batch of {} × {} devices: lower batch_size or use more data",
-            ctx.data.train.len(),
+            "the training split has {}, fewer than one batch of {} × {}: lower batch_size or use more data",
+            plural(ctx.data.train.len() as u64, "image"),
             recipe.batch_size,
-            world
+            plural(world as u64, "device")
         );
     }
     let eval_bs = recipe.eval_batch_size.unwrap_or(recipe.batch_size);
@@ -220,8 +223,8 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
         profile_path: Some(ctx.profile_path.display().to_string()),
     }));
     ctx.say(&format!(
-        "{} {} on {} | {} | {} epochs × {} iterations of {} × {} images | lr {:.4} | {}",
-        profile.kind.event_name(),
+        "{} {} on {} | {} | {} × {} of {} × {} | lr {:.4} | {}",
+        profile.kind.label(),
         variant.name,
         profile
             .devices
@@ -230,10 +233,10 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
             .collect::<Vec<_>>()
             .join(","),
         ctx.data.description,
-        profile.recipe.epochs,
-        ipe,
-        recipe.batch_size,
-        world,
+        plural(profile.recipe.epochs.into(), "epoch"),
+        plural(ipe, "iteration"),
+        plural(recipe.batch_size as u64, "image"),
+        plural(world as u64, "device"),
         schedule.base_lr,
         match &resumed_from {
             Some(p) => format!(
@@ -728,7 +731,7 @@ fn stop<B: AutodiffBackend, M: TrainModel<B>>(
         state.epoch + 1,
         state.iter,
         match written {
-            Some(p) => format!("checkpoint {p}; continue with --resume"),
+            Some(p) => format!("checkpoint {p}; continue with: {}", ctx.resume_command),
             None => "the checkpoint could not be written: the previous one stays the newest".into(),
         }
     ));

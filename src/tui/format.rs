@@ -212,14 +212,7 @@ fn civil(t: f64) -> (i64, u32, u32, u32, u32, u32) {
     )
 }
 
-/// `1 run`, `2 runs`, `0 runs`.
-pub fn plural(n: u64, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
-    }
-}
+pub use crate::output::plural;
 
 #[cfg(test)]
 mod tests {

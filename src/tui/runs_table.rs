@@ -292,18 +292,7 @@ impl Column {
     }
 }
 
-/// Short name of a run kind: one name per kind in every view.
-pub fn kind_label(kind: &str) -> &str {
-    match kind {
-        "hyper_search" => "HS",
-        "target" => "RepOpt",
-        "baseline" => "RepVGG",
-        "ablation" => "ablation",
-        "probe" => "probe",
-        "" => "?",
-        other => other,
-    }
-}
+pub use crate::profile::run::kind_label;
 
 fn last_val_loss(r: &RunEntry) -> Option<f64> {
     r.series.evals.last().map(|(_, e)| e.loss)

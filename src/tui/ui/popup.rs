@@ -29,7 +29,7 @@ pub fn render(app: &mut App, f: &mut Frame, area: Rect) {
     match popup {
         Popup::Help { scroll } => {
             let rows = keymap::help_rows();
-            let r = centered(area, 110, area.height.saturating_sub(2));
+            let r = centered(area, keymap::HELP_WIDTH, area.height.saturating_sub(2));
             f.render_widget(Clear, r);
             let block = panel(" Help · keys (generated from the keymap) · esc closes ");
             let inner = block.inner(r);
@@ -46,7 +46,10 @@ pub fn render(app: &mut App, f: &mut Frame, area: Rect) {
                             .add_modifier(Modifier::BOLD),
                     )),
                     None => Line::from(vec![
-                        Span::styled(format!("  {keys:<14}"), Style::default().fg(Color::Cyan)),
+                        Span::styled(
+                            format!("  {keys:<w$}", w = keymap::HELP_KEYS_WIDTH - 2),
+                            Style::default().fg(Color::Cyan),
+                        ),
                         Span::raw(text.to_string()),
                     ]),
                 })
