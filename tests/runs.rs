@@ -111,7 +111,13 @@ fn resume_is_exact() {
         "7",
     ]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("continue with: repopt-tui --profile"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("continue with: repopt-tui --profile")
+            && stdout.contains("--run-id split")
+            && stdout.contains("--resume"),
+        "{stdout}"
+    );
     let split = runs.join("split");
     assert!(
         events(&split)
