@@ -41,22 +41,6 @@ fn wrap_words(text: &str, first: usize, rest: usize) -> Vec<String> {
     lines
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn words_wrap_with_a_narrower_first_line() {
-        assert_eq!(
-            super::wrap_words("one two three four", 7, 10),
-            ["one two", "three four"]
-        );
-        assert_eq!(
-            super::wrap_words("abcdefghij", 4, 4),
-            ["abcd", "efgh", "ij"]
-        );
-        assert_eq!(super::wrap_words("short", 10, 10), ["short"]);
-    }
-}
-
 /// A rectangle of at most `w`x`h` centred in `area`.
 fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
@@ -213,5 +197,21 @@ pub fn render(app: &mut App, f: &mut Frame, area: Rect) {
                 &mut state,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn words_wrap_with_a_narrower_first_line() {
+        assert_eq!(
+            super::wrap_words("one two three four", 7, 10),
+            ["one two", "three four"]
+        );
+        assert_eq!(
+            super::wrap_words("abcdefghij", 4, 4),
+            ["abcd", "efgh", "ij"]
+        );
+        assert_eq!(super::wrap_words("short", 10, 10), ["short"]);
     }
 }
