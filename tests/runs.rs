@@ -546,7 +546,7 @@ fn export_and_eval_reproduce_the_runs_accuracy_and_read_official_checkpoints() {
         deploy.to_str().unwrap(),
     ]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("deploy T0"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("RepVGG T0 deploy-form weights"));
     assert_eq!(eval_top1(&out.stdout), two_decimals(last_eval_top1(&base)));
     let out = run(&[
         "export",

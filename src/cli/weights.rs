@@ -159,14 +159,14 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         LoaderConfig::eval(batch, profile.recipe.workers),
     );
     crate::outln!(
-        "eval: {}{} {} weights {} on {} ({})",
+        "eval: {} {} {}weights {} on {} ({})",
         profile.kind.label(),
+        profile.variant,
         if kind == ModelKind::Deploy {
-            " (deploy form)"
+            "deploy-form "
         } else {
             ""
         },
-        profile.variant,
         args.weights.display(),
         data.description,
         crate::output::plural(data.val.len() as u64, "image")
