@@ -29,7 +29,8 @@ pub struct Cli {
     /// in the working directory or beside the binary).
     #[arg(long, value_name = "FILE.ron")]
     pub profile: Option<PathBuf>,
-    /// Continue the newest valid checkpoint of the run (with --profile).
+    /// Continue a run from its newest valid checkpoint (with --profile): the run --run-id names,
+    /// else the newest unfinished run of the profile (a finished run is never continued).
     #[arg(long, requires = "profile")]
     pub resume: bool,
     /// Resume from this checkpoint file instead of the newest one (with --resume).

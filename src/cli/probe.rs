@@ -20,7 +20,8 @@ use crate::rundir::{EventWriter, RunLock};
 
 #[derive(Args, Debug)]
 pub struct ProbeArgs {
-    /// The run profile whose variant, input size, classes and first device are probed.
+    /// The run profile whose variant, input size, classes and first device are probed (a file,
+    /// or a bare name for profiles/<name>.ron).
     #[arg(long, value_name = "FILE.ron")]
     profile: PathBuf,
     /// Comma-separated: target, repvgg, hs.

@@ -27,7 +27,8 @@ use super::interrupt_flag;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// The run profile: model variant and kind, and the data set whose validation split is used.
+    /// The run profile: model variant and kind, and the data set whose validation split is used
+    /// (a file, or a bare name for profiles/<name>.ron).
     #[arg(long, value_name = "FILE.ron")]
     profile: PathBuf,
     /// Weights: an official PyTorch state dict (.pth), safetensors, or a checkpoint (.ckpt).
