@@ -529,10 +529,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
             && c.state.epoch >= profile.recipe.epochs
         {
             bail!(
-                "--resume: {} is finished ({} of {} done, {}): nothing to continue. Start a new run without --resume{}",
+                "--resume: {} is finished ({}/{} done, {}): nothing to continue. Start a new run without --resume{}",
                 dir.display(),
-                plural(c.state.epoch.into(), "epoch"),
-                profile.recipe.epochs,
+                c.state.epoch,
+                plural(profile.recipe.epochs.into(), "epoch"),
                 path.display(),
                 if opts.run_id.is_some() {
                     ""
