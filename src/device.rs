@@ -150,6 +150,26 @@ pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda>;
 #[cfg(feature = "tch")]
 pub type TorchBackend = burn::backend::Autodiff<burn::backend::LibTorch>;
 
+/// How a command's devices were chosen, so that a device error says what to change: a profile
+/// run takes no `--device` (its profile's `devices` decide), the tools take `--device`.
+#[derive(Debug, Clone, Copy)]
+pub enum DeviceChoice<'a> {
+    /// The `devices` of this run profile (for a resumed run: its frozen `profile.ron`).
+    Profile(&'a std::path::Path),
+    /// A tool's `--device` flag.
+    Flag,
+}
+
+impl DeviceChoice<'_> {
+    /// What to change to compute on the CPU instead.
+    pub fn cpu_fix(&self) -> String {
+        match self {
+            DeviceChoice::Profile(p) => format!("set `devices: [Cpu]` in {}", p.display()),
+            DeviceChoice::Flag => "pass --device cpu".into(),
+        }
+    }
+}
+
 /// Work that is generic over the backend; `dispatch` picks the backend from the device list.
 pub trait BackendTask {
     type Output;
@@ -158,7 +178,11 @@ pub trait BackendTask {
 
 /// Runs `task` on the backend of `devices` (all of one engine). Fails with a message saying what
 /// is missing when the devices cannot be used.
-pub fn dispatch<T: BackendTask>(devices: &[DeviceSpec], task: T) -> anyhow::Result<T::Output> {
+pub fn dispatch<T: BackendTask>(
+    devices: &[DeviceSpec],
+    choice: DeviceChoice,
+    task: T,
+) -> anyhow::Result<T::Output> {
     let Some(first) = devices.first() else {
         anyhow::bail!("no device given: use cpu or cuda:N");
     };
@@ -175,14 +199,29 @@ pub fn dispatch<T: BackendTask>(devices: &[DeviceSpec], task: T) -> anyhow::Resu
             // code path, useful to test multi-device logic without GPUs).
             Ok(task.run::<CpuBackend>(vec![Default::default(); devices.len()]))
         }
-        Engine::BurnCuda => cuda_dispatch(devices, task),
-        Engine::LibTorch => torch_dispatch(devices, task),
+        Engine::BurnCuda => cuda_dispatch(devices, choice, task),
+        Engine::LibTorch => torch_dispatch(devices, choice, task),
     }
 }
 
+/// The checks `dispatch` makes before it runs anything (engine built in, driver present, device
+/// index valid), so a run can refuse its devices before it creates anything.
+pub fn check(devices: &[DeviceSpec], choice: DeviceChoice) -> anyhow::Result<()> {
+    struct Nothing;
+    impl BackendTask for Nothing {
+        type Output = ();
+        fn run<B: AutodiffBackend>(self, _devices: Vec<B::Device>) {}
+    }
+    dispatch(devices, choice, Nothing)
+}
+
 #[cfg(feature = "cuda")]
-fn cuda_dispatch<T: BackendTask>(devices: &[DeviceSpec], task: T) -> anyhow::Result<T::Output> {
-    cuda_available()?;
+fn cuda_dispatch<T: BackendTask>(
+    devices: &[DeviceSpec],
+    choice: DeviceChoice,
+    task: T,
+) -> anyhow::Result<T::Output> {
+    cuda_available(choice)?;
     let devices = devices
         .iter()
         .filter_map(|d| d.gpu_index())
@@ -192,17 +231,25 @@ fn cuda_dispatch<T: BackendTask>(devices: &[DeviceSpec], task: T) -> anyhow::Res
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_dispatch<T: BackendTask>(devices: &[DeviceSpec], _task: T) -> anyhow::Result<T::Output> {
+fn cuda_dispatch<T: BackendTask>(
+    devices: &[DeviceSpec],
+    choice: DeviceChoice,
+    _task: T,
+) -> anyhow::Result<T::Output> {
     anyhow::bail!(
         "{} asked for, but this binary was built without burn-cuda: rebuild with \
-         `cargo build --release --features cuda` (no CUDA toolkit needed), or use the CPU \
-         (devices: [Cpu] in a profile, --device cpu for the tools)",
-        devices[0]
+         `cargo build --release --features cuda` (no CUDA toolkit needed), or run on the CPU: {}",
+        devices[0],
+        choice.cpu_fix()
     )
 }
 
 #[cfg(feature = "tch")]
-fn torch_dispatch<T: BackendTask>(devices: &[DeviceSpec], task: T) -> anyhow::Result<T::Output> {
+fn torch_dispatch<T: BackendTask>(
+    devices: &[DeviceSpec],
+    choice: DeviceChoice,
+    task: T,
+) -> anyhow::Result<T::Output> {
     use burn::backend::libtorch::LibTorchDevice;
     libtorch_runtime::check_runtime()?;
     let mut out = Vec::with_capacity(devices.len());
@@ -210,7 +257,7 @@ fn torch_dispatch<T: BackendTask>(devices: &[DeviceSpec], task: T) -> anyhow::Re
         out.push(match d.gpu_index() {
             None => LibTorchDevice::Cpu,
             Some(i) => {
-                libtorch_runtime::check_cuda(i)?;
+                libtorch_runtime::check_cuda(i, choice)?;
                 // As PyTorch training scripts do: let cuDNN pick the fastest kernels per shape.
                 tch::Cuda::cudnn_set_benchmark(true);
                 LibTorchDevice::Cuda(i)
@@ -221,19 +268,23 @@ fn torch_dispatch<T: BackendTask>(devices: &[DeviceSpec], task: T) -> anyhow::Re
 }
 
 #[cfg(not(feature = "tch"))]
-fn torch_dispatch<T: BackendTask>(devices: &[DeviceSpec], _task: T) -> anyhow::Result<T::Output> {
+fn torch_dispatch<T: BackendTask>(
+    devices: &[DeviceSpec],
+    choice: DeviceChoice,
+    _task: T,
+) -> anyhow::Result<T::Output> {
     anyhow::bail!(
         "{} asked for, but this binary was built without the LibTorch engine: build it with \
          `source scripts/torch-env.sh && cargo build --release --features tch` (installs torch \
-         2.9.0 from PyPI into a cache folder; README, \"Engines\"), or use the CPU (devices: [Cpu] \
-         in a profile, --device cpu for the tools)",
-        devices[0]
+         2.9.0 from PyPI into a cache folder; README, \"Engines\"), or run on the CPU: {}",
+        devices[0],
+        choice.cpu_fix()
     )
 }
 
 /// Checks that the NVIDIA driver library can be loaded, so that a missing GPU is an error
 /// message instead of a panic deep inside the CUDA runtime.
-pub fn cuda_available() -> anyhow::Result<()> {
+pub fn cuda_available(choice: DeviceChoice) -> anyhow::Result<()> {
     for name in [c"libcuda.so.1", c"libcuda.so"] {
         // SAFETY: dlopen with a valid C string; the handle is closed right away.
         let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL) };
@@ -245,7 +296,8 @@ pub fn cuda_available() -> anyhow::Result<()> {
     }
     anyhow::bail!(
         "no NVIDIA driver found (libcuda.so.1 could not be loaded): this machine has no usable GPU. \
-         Install the NVIDIA driver, or run on the CPU with --device cpu"
+         Install the NVIDIA driver, or run on the CPU: {}",
+        choice.cpu_fix()
     )
 }
 
@@ -298,13 +350,13 @@ pub mod libtorch_runtime {
     }
 
     /// Fails with the reason when LibTorch cannot use CUDA device `index`.
-    pub fn check_cuda(index: usize) -> anyhow::Result<()> {
+    pub fn check_cuda(index: usize, choice: super::DeviceChoice) -> anyhow::Result<()> {
         let count = tch::Cuda::device_count().max(0) as usize;
         if index < count {
             return Ok(());
         }
         if count == 0 {
-            super::cuda_available()?;
+            super::cuda_available(choice)?;
             anyhow::bail!(
                 "libtorch:cuda:{index} asked for, but LibTorch finds no CUDA device (the NVIDIA \
                  driver loads; check `nvidia-smi` and CUDA_VISIBLE_DEVICES)"
@@ -367,15 +419,17 @@ mod tests {
 
     #[test]
     fn one_engine_per_run_and_engines_not_built_in_say_how_to_get_them() {
+        let flag = DeviceChoice::Flag;
         assert_eq!(
-            dispatch(&[DeviceSpec::Cpu, DeviceSpec::Cpu], Nothing).unwrap(),
+            dispatch(&[DeviceSpec::Cpu, DeviceSpec::Cpu], flag, Nothing).unwrap(),
             2
         );
-        let mixed = dispatch(&[DeviceSpec::Cpu, DeviceSpec::LibTorchCpu], Nothing).unwrap_err();
+        let mixed =
+            dispatch(&[DeviceSpec::Cpu, DeviceSpec::LibTorchCpu], flag, Nothing).unwrap_err();
         assert!(mixed.to_string().contains("one engine"), "{mixed}");
         #[cfg(not(feature = "tch"))]
         {
-            let e = dispatch(&[DeviceSpec::LibTorchCpu], Nothing)
+            let e = dispatch(&[DeviceSpec::LibTorchCpu], flag, Nothing)
                 .unwrap_err()
                 .to_string();
             assert!(
@@ -385,10 +439,37 @@ mod tests {
         }
         #[cfg(not(feature = "cuda"))]
         {
-            let e = dispatch(&[DeviceSpec::Cuda(1)], Nothing)
+            let e = dispatch(&[DeviceSpec::Cuda(1)], flag, Nothing)
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("--features cuda") && e.contains("cuda:1"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_cpu_fallback_is_said_the_way_the_devices_were_chosen() {
+        // A profile run takes no --device: its profile is what to edit.
+        let profile = std::path::Path::new("profiles/b1.ron");
+        let fix = DeviceChoice::Profile(profile).cpu_fix();
+        assert!(
+            fix.contains("devices: [Cpu]") && fix.contains("profiles/b1.ron"),
+            "{fix}"
+        );
+        assert!(!fix.contains("--device"), "{fix}");
+        assert_eq!(DeviceChoice::Flag.cpu_fix(), "pass --device cpu");
+        // Whichever GPU engine is missing here (not built in, or no driver), the message
+        // carries the fix for the way the devices were chosen.
+        for d in [DeviceSpec::Cuda(0), DeviceSpec::LibTorchCuda(0)] {
+            if let Err(e) = check(&[d], DeviceChoice::Profile(profile)) {
+                let e = e.to_string();
+                assert!(
+                    e.contains("devices: [Cpu]") && !e.contains("--device"),
+                    "{e}"
+                );
+            }
+            if let Err(e) = check(&[d], DeviceChoice::Flag) {
+                assert!(e.to_string().contains("--device cpu"), "{e}");
+            }
         }
     }
 }

@@ -47,6 +47,15 @@ pub fn err(args: fmt::Arguments) {
     write_to(&STDERR_GONE, &mut std::io::stderr().lock(), args);
 }
 
+/// `1 run`, `2 runs`, `0 runs`: a count with its noun, for the console and the dashboard alike.
+pub fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 /// Whether a write to stdout has failed (its reader is gone).
 pub fn stdout_gone() -> bool {
     STDOUT_GONE.load(Ordering::Relaxed)

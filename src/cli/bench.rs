@@ -8,7 +8,7 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, Subcommand};
 
 use crate::bench::{ModelBenchConfig, ModelBenchResult, bench_models};
-use crate::device::{BackendTask, DeviceSpec, dispatch};
+use crate::device::{BackendTask, DeviceChoice, DeviceSpec, dispatch};
 use crate::model::{ModelKind, variant};
 
 #[derive(Subcommand, Debug)]
@@ -20,6 +20,7 @@ pub enum BenchCommand {
         /// Folder of JPEG photos (default: ../shared/data/imagenet-samples).
         #[arg(long)]
         samples: Option<PathBuf>,
+        /// Decoding and augmentation threads per pipeline.
         #[arg(long, default_value_t = 1)]
         threads: usize,
         /// Seconds per pipeline.
@@ -30,25 +31,31 @@ pub enum BenchCommand {
 
 #[derive(Args, Debug)]
 pub struct ModelArgs {
+    /// Model variant (T0, T1, A0 … L2; `repopt-tui models` lists them).
     #[arg(long, default_value = "A0")]
     variant: String,
     /// Input resolution (square).
     #[arg(long, default_value_t = 32)]
     res: usize,
+    /// Images per training step.
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// Classes of the classifier head.
     #[arg(long, default_value_t = 100)]
     classes: usize,
     /// Comma-separated: target, repvgg, hs, deploy.
     #[arg(long, default_value = "target,repvgg,hs")]
     models: String,
+    /// Timed training steps per model.
     #[arg(long, default_value_t = 5)]
     steps: usize,
+    /// Untimed steps before the timed ones (allocations, kernel selection).
     #[arg(long, default_value_t = 2)]
     warmup: usize,
     /// CPU threads (rayon pool); default: all cores.
     #[arg(long)]
     threads: Option<usize>,
+    /// Device: cpu, cuda:N, libtorch:cpu, libtorch:cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
     /// Also run the PyTorch peer (`scripts/peer_torch.py`) with this Python, in the same
@@ -125,23 +132,23 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
         steps: args.steps,
     };
     crate::outln!(
-        "bench model: {} at {}x{}, batch {}, {} classes, {} threads, {} (engine: {}), {} steps after {} warm-up",
+        "bench model: {} at {}x{}, batch {}, {} classes, {}, {} (engine: {}), {} after {} warm-up",
         v.name,
         args.res,
         args.res,
         args.batch,
         args.classes,
-        threads,
+        crate::output::plural(threads as u64, "thread"),
         args.device,
         crate::device::engine_description(args.device),
-        args.steps,
+        crate::output::plural(args.steps as u64, "step"),
         args.warmup
     );
     let torch = match &args.torch {
         Some(python) => Some(run_torch_peer(python, &args, &models, threads)?),
         None => None,
     };
-    let results = dispatch(&[args.device], ModelTask(cfg))?;
+    let results = dispatch(&[args.device], DeviceChoice::Flag, ModelTask(cfg))?;
     crate::outln!(
         "{:<8} {:>10} {:>10} {:>12} {:>12} {:>12}",
         "model",

@@ -15,9 +15,13 @@ pub const DEMO_HS: &str = include_str!("../../profiles/demo-hs.ron");
 pub const DEMO_TARGET: &str = include_str!("../../profiles/demo-target.ron");
 
 #[derive(Args, Debug)]
-pub struct DemoArgs {}
+pub struct DemoArgs {
+    #[command(flatten)]
+    runs: super::RunsDirArg,
+}
 
-pub fn run_demo(_args: DemoArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
+pub fn run_demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let runs_dir = args.runs.runs_dir;
     let dir = tempfile_dir()?;
     let finished = run_both(&dir, &runs_dir);
     let _ = std::fs::remove_dir_all(&dir);
@@ -44,6 +48,8 @@ fn run_both(dir: &std::path::Path, runs_dir: &std::path::Path) -> anyhow::Result
             run_id: None,
             runs_dir: runs_dir.to_path_buf(),
             stop_after: None,
+            // The demo chains its runs itself: no "next" hints naming its temporary profiles.
+            profile_arg: None,
         };
         let outcome = run(opts)?;
         if outcome != RunOutcome::Finished {

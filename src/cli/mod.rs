@@ -17,16 +17,20 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "repopt-tui",
     version,
+    // A run option before a subcommand would be ignored by it: refuse instead.
+    args_conflicts_with_subcommands = true,
     about = "Train convnets with RepOptimizers: Hyper-Search, RepOpt-VGG, RepVGG baseline, live dashboard",
     long_about = "Train convnets with RepOptimizers (gradient re-parameterization, Ding et al., ICLR 2023).\n\n\
         With no arguments on a terminal: the dashboard. With --profile: a headless run in the \
         foreground (progress on stdout, everything else in the run directory)."
 )]
 pub struct Cli {
-    /// Run this profile headless (e.g. profiles/b1.ron).
+    /// Run this profile headless: a file (profiles/b1.ron) or a bare name (b1: profiles/b1.ron
+    /// in the working directory or beside the binary).
     #[arg(long, value_name = "FILE.ron")]
     pub profile: Option<PathBuf>,
-    /// Continue the newest valid checkpoint of the run (with --profile).
+    /// Continue a run from its newest valid checkpoint (with --profile): the run --run-id names,
+    /// else the newest unfinished run of the profile (a finished run is never continued).
     #[arg(long, requires = "profile")]
     pub resume: bool,
     /// Resume from this checkpoint file instead of the newest one (with --resume).
@@ -36,11 +40,13 @@ pub struct Cli {
     /// time-boxed runs and tests.
     #[arg(long, value_name = "N", requires = "profile")]
     pub stop_after: Option<u64>,
-    /// Run id (folder name under the runs directory); default: <profile>-<UTC time>.
-    #[arg(long, value_name = "ID")]
+    /// Run id (folder name under the runs directory); default: <profile>-<UTC time>. With
+    /// --resume: the run to continue.
+    #[arg(long, value_name = "ID", requires = "profile")]
     pub run_id: Option<String>,
-    /// Where run directories live.
-    #[arg(long, value_name = "DIR", default_value = "checkpoints", global = true)]
+    /// Where run directories live (the headless run and the dashboard; subcommands that use
+    /// one take their own --runs-dir).
+    #[arg(long, value_name = "DIR", default_value = crate::train::DEFAULT_RUNS_DIR)]
     pub runs_dir: PathBuf,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -77,8 +83,18 @@ pub enum Command {
     Bench(bench::BenchCommand),
 }
 
-#[derive(clap::Args, Debug, Default)]
+/// `--runs-dir` of the subcommands that read or write run directories (the others have none).
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunsDirArg {
+    /// Where run directories live.
+    #[arg(long, value_name = "DIR", default_value = crate::train::DEFAULT_RUNS_DIR)]
+    pub runs_dir: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct DashboardArgs {
+    #[command(flatten)]
+    runs: RunsDirArg,
     /// Where run profiles (`*.ron`) and scales profiles (`scales/*.ron`) are listed from.
     #[arg(long, default_value = "profiles")]
     profiles_dir: PathBuf,
@@ -90,9 +106,9 @@ pub struct DashboardArgs {
     mouse: bool,
 }
 
-fn dashboard(args: DashboardArgs, runs_dir: PathBuf) -> anyhow::Result<std::process::ExitCode> {
+fn dashboard(args: DashboardArgs) -> anyhow::Result<std::process::ExitCode> {
     crate::tui::run_dashboard(crate::tui::DashboardOptions {
-        runs_dir,
+        runs_dir: args.runs.runs_dir,
         profiles_dir: args.profiles_dir,
         refresh: std::time::Duration::from_millis(args.refresh_ms.max(50)),
         mouse: args.mouse,
@@ -104,9 +120,15 @@ fn dashboard(args: DashboardArgs, runs_dir: PathBuf) -> anyhow::Result<std::proc
 pub enum DataCommand {
     /// Kind, path, images per split, classes and image size of a data set spec: `cifar10:PATH`,
     /// `cifar100:PATH`, `folder:PATH[,size=224]`, `synthetic:classes=10,size=32`, or a run profile.
-    Show { spec: String },
+    Show {
+        /// A data set spec (see above) or a run profile (.ron) whose data is meant.
+        spec: String,
+    },
     /// Decode every image of a data set spec (finds corrupt files before a long run).
-    Verify { spec: String },
+    Verify {
+        /// A data set spec (as for `data show`) or a run profile (.ron) whose data is meant.
+        spec: String,
+    },
 }
 
 /// A flag set to the signal's number on SIGINT, SIGTERM or SIGHUP, for commands that stop
@@ -168,7 +190,7 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         Some(Command::Models(args)) => models::run(args),
         Some(Command::Verify(args)) => verify::run(args),
         Some(Command::Bench(cmd)) => bench::run(cmd),
-        Some(Command::Dashboard(args)) => dashboard(args, cli.runs_dir),
+        Some(Command::Dashboard(args)) => dashboard(args),
         Some(Command::Data(DataCommand::Show { spec })) => {
             crate::out!(
                 "{}",
@@ -183,14 +205,22 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
             );
             Ok(std::process::ExitCode::SUCCESS)
         }
-        Some(Command::Probe(args)) => probe::probe(args, cli.runs_dir),
+        Some(Command::Probe(args)) => probe::probe(args),
         Some(Command::ProbeTrial(args)) => probe::trial(args),
         Some(Command::Eval(args)) => weights::eval(args),
         Some(Command::Export(args)) => weights::export(args),
-        Some(Command::Demo(args)) => demo::run_demo(args, cli.runs_dir),
+        Some(Command::Demo(args)) => demo::run_demo(args),
         None => match cli.profile {
-            Some(profile) => {
+            Some(arg) => {
+                // `--profile b1` is profiles/b1.ron. A resumed run needs only the name when its
+                // profile file is gone (the run continues with its frozen copy).
+                let profile = match crate::profile::resolve_run_profile(&arg) {
+                    Ok(p) => p,
+                    Err(_) if cli.resume => arg.clone(),
+                    Err(e) => return Err(e.into()),
+                };
                 let outcome = crate::train::run(crate::train::RunOptions {
+                    profile_arg: Some(arg.display().to_string()),
                     profile,
                     resume: cli.resume,
                     checkpoint: cli.checkpoint,
@@ -207,11 +237,14 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
                 use std::io::IsTerminal;
                 if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
                     let args = DashboardArgs {
+                        runs: RunsDirArg {
+                            runs_dir: cli.runs_dir,
+                        },
                         profiles_dir: "profiles".into(),
                         refresh_ms: 500,
                         mouse: false,
                     };
-                    return dashboard(args, cli.runs_dir);
+                    return dashboard(args);
                 }
                 // Not a terminal (a pipe, cron, CI): say what the tool does instead.
                 use clap::CommandFactory;
@@ -219,5 +252,68 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
                 Ok(std::process::ExitCode::SUCCESS)
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every visible command and subcommand, with its path (`""` for the top level).
+    fn commands() -> Vec<(String, clap::Command)> {
+        fn walk(path: String, cmd: &clap::Command, out: &mut Vec<(String, clap::Command)>) {
+            out.push((path.clone(), cmd.clone()));
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let p = format!("{path} {}", sub.get_name()).trim().to_string();
+                walk(p, sub, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(String::new(), &Cli::command(), &mut out);
+        out
+    }
+
+    #[test]
+    fn every_argument_has_help_text() {
+        let mut missing = Vec::new();
+        for (path, cmd) in commands() {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("repopt-tui {path} {id}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    #[test]
+    fn runs_dir_only_where_run_directories_are_used() {
+        let users = ["", "dashboard", "probe", "demo"];
+        for (path, cmd) in commands() {
+            let has = cmd
+                .get_arguments()
+                .any(|a| a.get_long() == Some("runs-dir"));
+            assert_eq!(has, users.contains(&path.as_str()), "`{path}`");
+        }
+        // Given before a subcommand it would be ignored: an error instead.
+        assert!(Cli::try_parse_from(["repopt-tui", "--runs-dir", "x", "models"]).is_err());
+        let cli = Cli::try_parse_from([
+            "repopt-tui",
+            "probe",
+            "--profile",
+            "p.ron",
+            "--runs-dir",
+            "r",
+        ])
+        .unwrap();
+        let Some(Command::Probe(args)) = cli.command else {
+            panic!("probe expected");
+        };
+        assert_eq!(args.runs.runs_dir, PathBuf::from("r"));
     }
 }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 use clap::Args;
 
-use crate::device::{BackendTask, DeviceSpec, dispatch};
+use crate::device::{BackendTask, DeviceChoice, DeviceSpec, dispatch};
 use crate::model::{ModelKind, Variant, variant};
 use crate::probe::{
     ModelProbe, ProbeConfig, Trial, alloc, parse_size, run_trial, search, trial_exe,
@@ -20,7 +20,8 @@ use crate::rundir::{EventWriter, RunLock};
 
 #[derive(Args, Debug)]
 pub struct ProbeArgs {
-    /// The run profile whose variant, input size, classes and first device are probed.
+    /// The run profile whose variant, input size, classes and first device are probed (a file,
+    /// or a bare name for profiles/<name>.ron).
     #[arg(long, value_name = "FILE.ron")]
     profile: PathBuf,
     /// Comma-separated: target, repvgg, hs.
@@ -54,6 +55,8 @@ pub struct ProbeArgs {
     /// Run id of the directory the `probe` events go to (default: probe-<profile>-<time>).
     #[arg(long)]
     run_id: Option<String>,
+    #[command(flatten)]
+    pub(crate) runs: super::RunsDirArg,
 }
 
 #[derive(Args, Debug)]
@@ -127,7 +130,7 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<ExitCode> {
         classes: args.classes,
         steps: args.steps,
     };
-    let mut report = dispatch(&[args.device], task)?;
+    let mut report = dispatch(&[args.device], DeviceChoice::Flag, task)?;
     alloc::set_limit(0);
     if torch_cpu {
         report.peak_bytes = alloc::proc_status_bytes("VmHWM")
@@ -147,8 +150,9 @@ fn human(bytes: u64) -> String {
     }
 }
 
-pub fn probe(args: ProbeArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
-    let profile = RunProfile::load(&args.profile)?;
+pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
+    let runs_dir = args.runs.runs_dir.clone();
+    let profile = RunProfile::load(&crate::profile::resolve_run_profile(&args.profile)?)?;
     let v = match &args.variant {
         Some(name) => variant(name)?,
         None => profile.variant(),
@@ -255,14 +259,14 @@ pub fn probe(args: ProbeArgs, runs_dir: PathBuf) -> anyhow::Result<ExitCode> {
         profile_path: Some(args.profile.display().to_string()),
     }))?;
     crate::outln!(
-        "probe: {} at {}x{}, {} classes, on {}{} (each trial: 1 warm-up + {} timed training steps in a child process)",
+        "probe: {} at {}x{}, {} classes, on {}{} (each trial: 1 warm-up + {} in a child process)",
         v.name,
         cfg.resolution,
         cfg.resolution,
         cfg.classes,
         device,
         memory_limit.map_or(String::new(), |l| format!(", heap limit {}", human(l))),
-        cfg.steps
+        crate::output::plural(cfg.steps as u64, "timed training step")
     );
     let start = std::time::Instant::now();
     let exe = trial_exe();

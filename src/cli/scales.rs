@@ -24,7 +24,10 @@ pub enum ScalesCommand {
         output: PathBuf,
     },
     /// Per block: mean/min/max of s, t, u and how many are negative.
-    Show { file: PathBuf },
+    Show {
+        /// The scales profile (.ron) to summarize.
+        file: PathBuf,
+    },
 }
 
 pub fn run(cmd: ScalesCommand) -> anyhow::Result<ExitCode> {

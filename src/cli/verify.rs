@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
 
-use crate::device::{BackendTask, DeviceSpec, dispatch};
+use crate::device::{BackendTask, DeviceChoice, DeviceSpec, dispatch};
 use crate::model::variant;
 use crate::optim::equivalence::{VerifyConfig, VerifyReport, run_equivalence};
 use crate::optim::{OptimizerConfig, UpdateRule};
@@ -27,18 +27,25 @@ pub struct VerifyArgs {
     /// (positive only for AdamW, which is exactly equivalent only for positive scales).
     #[arg(long, value_name = "FILE.ron")]
     scales: Option<PathBuf>,
+    /// The update rule both sides use (the RepOptimizer's SGD or AdamW form).
     #[arg(long, value_enum, default_value = "sgd")]
     optimizer: OptimizerArg,
+    /// Training steps compared side by side.
     #[arg(long, default_value_t = 20)]
     steps: usize,
+    /// Device: cpu, cuda:N, libtorch:cpu, libtorch:cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
+    /// Images per step (random inputs and labels).
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Input resolution (square).
     #[arg(long, default_value_t = 32)]
     resolution: usize,
+    /// Learning rate of every step (constant).
     #[arg(long, default_value_t = 0.01)]
     lr: f64,
+    /// Weight decay (added after the Grad Mult mask, as the RepOptimizer does).
     #[arg(long, default_value_t = 0.05)]
     weight_decay: f64,
     /// AdamW's eps. It enters once per branch in the CSLA model and once per kernel in the
@@ -48,6 +55,7 @@ pub struct VerifyArgs {
     /// Largest relative difference accepted (f32 arithmetic).
     #[arg(long, default_value_t = 1e-4)]
     tolerance: f64,
+    /// Seed of the model, the inputs and the random scales.
     #[arg(long, default_value_t = 1)]
     seed: u64,
 }
@@ -138,20 +146,20 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         update_path: None,
     };
     crate::outln!(
-        "verify: {} with scales {} ({} negative), {:?}, wd {}, lr {}, {} steps of batch {} at {}x{} on {}",
+        "verify: {} with scales {} ({} negative), {:?}, wd {}, lr {}, {} of batch {} at {}x{} on {}",
         v.name,
         source,
         negatives,
         rule,
         args.weight_decay,
         args.lr,
-        args.steps,
+        crate::output::plural(args.steps as u64, "step"),
         args.batch,
         args.resolution,
         args.resolution,
         args.device
     );
-    let report = dispatch(&[args.device], VerifyTask(cfg))?;
+    let report = dispatch(&[args.device], DeviceChoice::Flag, VerifyTask(cfg))?;
     crate::outln!("{:>5} {:>12} {:>12}", "step", "CSLA loss", "RepOpt loss");
     for (i, (a, b)) in report
         .csla_losses

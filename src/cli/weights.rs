@@ -12,7 +12,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use clap::Args;
 
 use crate::data::{Loader, LoaderConfig};
-use crate::device::{BackendTask, DeviceSpec, dispatch};
+use crate::device::{BackendTask, DeviceChoice, DeviceSpec, dispatch};
 use crate::model::fuse::to_deploy;
 use crate::model::{Classifier, ModelKind, RepVggNet, Variant, variant};
 use crate::profile::{RunKind, RunProfile};
@@ -25,12 +25,14 @@ use super::interrupt_flag;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// The run profile: model variant and kind, and the data set whose validation split is used.
+    /// The run profile: model variant and kind, and the data set whose validation split is used
+    /// (a file, or a bare name for profiles/<name>.ron).
     #[arg(long, value_name = "FILE.ron")]
     profile: PathBuf,
     /// Weights: an official PyTorch state dict (.pth), safetensors, or a checkpoint (.ckpt).
     #[arg(long, value_name = "FILE")]
     weights: PathBuf,
+    /// Device: cpu, cuda:N, libtorch:cpu, libtorch:cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
     /// Evaluation batch size (default: the profile's).
@@ -94,7 +96,7 @@ impl BackendTask for EvalTask {
 }
 
 pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let profile = RunProfile::load(&args.profile)?;
+    let profile = RunProfile::load(&crate::profile::resolve_run_profile(&args.profile)?)?;
     let tensors = read_weights(&args.weights)?;
     interrupt_flag();
     if let (bad @ 1.., Some(first)) = count_non_finite(&tensors) {
@@ -131,12 +133,17 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         LoaderConfig::eval(batch, profile.recipe.workers),
     );
     crate::outln!(
-        "eval: {} {} weights {} on {} ({} images)",
-        kind.name(),
+        "eval: {} {} {}weights {} on {} ({})",
+        profile.kind.label(),
         profile.variant,
+        if kind == ModelKind::Deploy {
+            "deploy-form "
+        } else {
+            ""
+        },
         args.weights.display(),
         data.description,
-        data.val.len()
+        crate::output::plural(data.val.len() as u64, "image")
     );
     let task = EvalTask {
         variant: profile.variant(),
@@ -146,7 +153,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         tensors,
         loader,
     };
-    let Some(r) = dispatch(&[args.device], task)?? else {
+    let Some(r) = dispatch(&[args.device], DeviceChoice::Flag, task)?? else {
         let signal = interrupt_flag().load(std::sync::atomic::Ordering::SeqCst);
         crate::errln!(
             "eval: interrupted ({})",
@@ -156,17 +163,17 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     };
     if !r.is_finite() {
         crate::outln!(
-            "loss NaN  top-1 {:.2}%  top-5 {:.2}%  ({} of {} images gave non-finite logits, counted wrong)",
+            "loss NaN  top-1 {:.2}%  top-5 {:.2}%  ({} of {} gave non-finite logits, counted wrong)",
             r.top1,
             r.top5,
             r.non_finite,
-            r.images
+            crate::output::plural(r.images as u64, "image")
         );
         bail!(
-            "{}: the model's outputs are not finite on {} of {} images: these weights have diverged or overflow; the accuracy above is not meaningful",
+            "{}: the model's outputs are not finite on {} of {}: these weights have diverged or overflow; the accuracy above is not meaningful",
             args.weights.display(),
             r.non_finite,
-            r.images
+            crate::output::plural(r.images as u64, "image")
         );
     }
     crate::outln!(
@@ -200,7 +207,7 @@ impl BackendTask for ExportTask {
             if kind != ModelKind::RepVgg {
                 bail!(
                     "--deploy converts RepVGG baseline runs; this is a {} run",
-                    self.kind.event_name()
+                    self.kind.label()
                 );
             }
             let model = load(RepVggNet::<I<AB>>::init(&v, c, 0, d), s, t, kind.label(), d)?;
@@ -264,7 +271,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         output: args.output.clone(),
         deploy: args.deploy,
     };
-    dispatch(&[DeviceSpec::Cpu], task)??;
+    dispatch(&[DeviceSpec::Cpu], DeviceChoice::Flag, task)??;
     crate::outln!(
         "wrote {} from {} (official PyTorch names)",
         args.output.display(),

@@ -116,8 +116,8 @@ pub fn data_verify_command(spec: &str) -> Result<String> {
     bad.extend(val.verify());
     let _ = writeln!(
         s,
-        "verify:        decoded {} images, {} unreadable",
-        train.len() + val.len(),
+        "verify:        decoded {}, {} unreadable",
+        crate::output::plural((train.len() + val.len()) as u64, "image"),
         bad.len()
     );
     for (path, err) in bad.iter().take(50) {

@@ -99,3 +99,127 @@ pub fn write_atomic(path: &Path, text: &[u8]) -> std::io::Result<()> {
     }
     result
 }
+
+/// Where a run profile given by bare name is looked for: `profiles/` in the working directory,
+/// then `profiles/` beside the binary and up to two folders above it (a checkout's
+/// `target/release/repopt-tui` finds the checkout's `profiles/`).
+pub fn profile_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from("profiles")];
+    if let Ok(exe) = std::env::current_exe() {
+        let exe = exe.canonicalize().unwrap_or(exe);
+        dirs.extend(exe.ancestors().skip(1).take(3).map(|d| d.join("profiles")));
+    }
+    let mut seen = Vec::new();
+    dirs.retain(|d| {
+        let key = d.canonicalize().unwrap_or_else(|_| d.clone());
+        let new = d.is_dir() && !seen.contains(&key);
+        seen.push(key);
+        new
+    });
+    dirs
+}
+
+/// The run profiles (`*.ron`, by stem) of `dir`, sorted.
+pub fn profile_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "ron"))
+        .filter_map(|p| p.file_stem()?.to_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A `--profile` argument as a file: a path to an existing file as given; a bare name (`b1`,
+/// `b1.ron`, no folder) as `<dir>/<name>.ron` in the first of [`profile_dirs`] that has it.
+/// When neither exists, the error lists the profiles there are.
+pub fn resolve_run_profile(arg: &Path) -> Result<PathBuf, ProfileError> {
+    resolve_in(arg, &profile_dirs())
+}
+
+fn resolve_in(arg: &Path, dirs: &[PathBuf]) -> Result<PathBuf, ProfileError> {
+    if arg.is_file() {
+        return Ok(arg.to_path_buf());
+    }
+    let bare = arg.components().count() == 1;
+    if bare {
+        let file = if arg.extension().is_some_and(|x| x == "ron") {
+            arg.to_path_buf()
+        } else {
+            let mut name = arg.as_os_str().to_owned();
+            name.push(".ron");
+            PathBuf::from(name)
+        };
+        if let Some(found) = dirs.iter().map(|d| d.join(&file)).find(|p| p.is_file()) {
+            return Ok(found);
+        }
+    }
+    let listed: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| {
+            let names = profile_names(d);
+            (!names.is_empty()).then(|| format!("{} in {}", names.join(", "), d.display()))
+        })
+        .collect();
+    let message = format!(
+        "no such profile{}. {}",
+        if bare {
+            " (a bare name is looked up as profiles/<name>.ron in the working directory and beside the binary)"
+        } else {
+            ""
+        },
+        if listed.is_empty() {
+            "No profiles found: give the path of a .ron run profile".to_string()
+        } else {
+            format!("Available: {}", listed.join("; "))
+        }
+    );
+    Err(ProfileError::Invalid {
+        path: arg.to_path_buf(),
+        message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_name_finds_its_profile_and_a_wrong_one_lists_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("profiles");
+        std::fs::create_dir_all(dir.join("scales")).unwrap();
+        for name in ["demo-hs.ron", "b1.ron"] {
+            std::fs::write(dir.join(name), "()").unwrap();
+        }
+        let dirs = [dir.clone()];
+        assert_eq!(
+            resolve_in(Path::new("demo-hs"), &dirs).unwrap(),
+            dir.join("demo-hs.ron")
+        );
+        assert_eq!(
+            resolve_in(Path::new("b1.ron"), &dirs).unwrap(),
+            dir.join("b1.ron")
+        );
+        // An existing path is taken as given.
+        let given = dir.join("b1.ron");
+        assert_eq!(resolve_in(&given, &[]).unwrap(), given);
+        let e = resolve_in(Path::new("demo"), &dirs)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("demo: no such profile") && e.contains("Available: b1, demo-hs in"),
+            "{e}"
+        );
+        // A missing path with folders is not looked up by name, but still lists what exists.
+        let e = resolve_in(Path::new("elsewhere/b1.ron"), &dirs)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("elsewhere/b1.ron") && e.contains("b1, demo-hs"),
+            "{e}"
+        );
+    }
+}

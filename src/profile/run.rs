@@ -18,10 +18,14 @@ use crate::optim::schedule::{LrSchedule, scaled_lr};
 pub enum RunKind {
     /// Train the HS model (CSLA blocks with trainable scales) with plain SGD; its scales are
     /// the RepOptimizer's hyper-parameters.
+    #[serde(alias = "HS")]
     HyperSearch,
     /// Train the plain RepOpt-VGG with the RepOptimizer (re-initialization + Grad Mult).
+    /// Shown as "RepOpt", which profiles accept too.
+    #[serde(alias = "RepOpt")]
     Target,
     /// Train RepVGG (three branches) with plain SGD, then convert it to its deploy form.
+    #[serde(alias = "RepVGG")]
     Baseline,
     /// Train the plain RepOpt-VGG with plain SGD (no re-initialization, no masks).
     Ablation,
@@ -38,6 +42,12 @@ impl RunKind {
         }
     }
 
+    /// The name users read for this kind, in the console and the dashboard alike (one name per
+    /// kind; profiles also accept it as the `kind`).
+    pub fn label(&self) -> &'static str {
+        kind_label(self.event_name())
+    }
+
     /// The model this kind of run trains.
     pub fn model(&self) -> ModelKind {
         match self {
@@ -45,6 +55,21 @@ impl RunKind {
             RunKind::Target | RunKind::Ablation => ModelKind::Target,
             RunKind::Baseline => ModelKind::RepVgg,
         }
+    }
+}
+
+/// The user-facing name of a run kind given by its event name (`run_kind` of `started`), the
+/// one name per kind every view and console line uses: HS, RepOpt, RepVGG, ablation (and
+/// probe for a probe's directory). Unknown names are shown as they are.
+pub fn kind_label(event_name: &str) -> &str {
+    match event_name {
+        "hyper_search" => "HS",
+        "target" => "RepOpt",
+        "baseline" => "RepVGG",
+        "ablation" => "ablation",
+        "probe" => "probe",
+        "" => "?",
+        other => other,
     }
 }
 

@@ -54,6 +54,27 @@ pub fn run_id(name: &str, now: f64) -> String {
     format!("{name}-{}", utc_stamp(now))
 }
 
+/// Whether `s` is a run id's time part, `YYYYmmdd-HHMMSS`.
+fn is_stamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 15 && b[8] == b'-' && b[..8].iter().chain(&b[9..]).all(u8::is_ascii_digit)
+}
+
+/// The UTC stamp at the end of a run id, if it has one: `b1-20261128-101500` → `20261128-101500`.
+pub fn stamp_of(id: &str) -> Option<&str> {
+    let (name, stamp) = id.split_at_checked(id.len().checked_sub(15)?)?;
+    (name.len() > 1 && name.ends_with('-') && is_stamp(stamp)).then_some(stamp)
+}
+
+/// Whether `id` is one of the default ids of runs of `name`: `<name>` or `<name>-<stamp>`.
+pub fn is_run_of(id: &str, name: &str) -> bool {
+    id == name
+        || id
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(is_stamp)
+}
+
 /// The id of a new run of `profile` started at `now`.
 pub fn new_run_id(profile: &Path, now: f64) -> String {
     run_id(&profile_stem(profile), now)
@@ -80,5 +101,21 @@ mod tests {
             "demo-hs-20261128-100000"
         );
         assert_eq!(new_run_id(Path::new(""), 0.0), "run-19700101-000000");
+    }
+
+    #[test]
+    fn run_ids_are_read_back() {
+        assert_eq!(stamp_of("b1-20261128-101500"), Some("20261128-101500"));
+        assert_eq!(
+            stamp_of("20261128-101500"),
+            None,
+            "no name before the stamp"
+        );
+        assert_eq!(stamp_of("b1-2026112x-101500"), None);
+        assert_eq!(stamp_of("é-20261128-101500"), Some("20261128-101500"));
+        assert!(is_run_of("demo-hs-20261128-101500", "demo-hs"));
+        assert!(is_run_of("demo-hs", "demo-hs"));
+        assert!(!is_run_of("demo-hs-x-20261128-101500", "demo-hs"));
+        assert!(!is_run_of("demo-20261128-101500", "demo-hs"));
     }
 }

@@ -16,9 +16,10 @@ use std::sync::atomic::AtomicUsize;
 use anyhow::{Context, bail};
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::device::{BackendTask, dispatch};
+use crate::device::{BackendTask, DeviceChoice, dispatch};
 use crate::model::{ModelKind, TargetNet};
 use crate::optim::{GradMults, OptimizerConfig, RepOptimizer, UpdateRule, reinitialize};
+use crate::output::plural;
 use crate::profile::{OptimizerKind, RunKind, RunProfile, ScalesProfile};
 use crate::rundir::events::{EventBody, Failed};
 use crate::rundir::{
@@ -36,7 +37,13 @@ pub struct RunOptions {
     pub run_id: Option<String>,
     pub runs_dir: PathBuf,
     pub stop_after: Option<u64>,
+    /// `--profile` as the user typed it, for the commands the run prints (how to continue it,
+    /// what to run next); `None` when another command started the run (`demo`): no such hints.
+    pub profile_arg: Option<String>,
 }
+
+/// Where run directories live unless `--runs-dir` says otherwise.
+pub const DEFAULT_RUNS_DIR: &str = "checkpoints";
 
 /// The run directory a profile path is frozen in, if it is one (`checkpoints/<id>/profile.ron`).
 fn run_dir_of(profile: &Path) -> Option<PathBuf> {
@@ -52,15 +59,14 @@ pub fn newest_run(runs_dir: &Path, name: &str, file: Option<&str>) -> Option<Pat
     if exact.join(EVENTS_FILE).exists() && file.is_none_or(|f| exact.join(f).exists()) {
         return Some(exact);
     }
-    let prefix = format!("{name}-");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs_dir)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.strip_prefix(&prefix)
-                    .is_some_and(|rest| rest.len() == 15 && rest.as_bytes()[8] == b'-')
-            }) && file.is_none_or(|f| p.join(f).exists())
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n != name && crate::rundir::ids::is_run_of(n, name))
+                && file.is_none_or(|f| p.join(f).exists())
         })
         .collect();
     dirs.sort();
@@ -119,17 +125,27 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
+/// A Target run's scales as read and checked before its directory exists.
+struct FrozenScales {
+    scales: ScalesProfile,
+    /// Checksum recorded in the checkpoints (none for a run started before scales were frozen).
+    sha256: Option<String>,
+    /// A new run: the bytes to freeze as `scales.frozen.ron` once the run directory exists.
+    new_copy: Option<Vec<u8>>,
+}
+
 /// The scales of a Target run, from its own directory: a run is reproducible from that directory
 /// alone, whatever happens later to the file its profile named (`run:<hs>` resolves to an HS run's
 /// `scales.ron`, which that run rewrites every epoch; a scales profile can be edited). A new run
-/// copies the file byte for byte into `scales.frozen.ron`; a resumed run reads that copy and checks
-/// it against the SHA-256 its checkpoint recorded. Returns the scales and the checksum.
+/// copies the file byte for byte into `scales.frozen.ron` (written by the caller once the run
+/// directory exists); a resumed run reads that copy and checks it against the SHA-256 its
+/// checkpoint recorded.
 fn frozen_scales(
     dir: &Path,
     source: &Path,
     variant: &crate::model::Variant,
     resume: Option<&(PathBuf, checkpoint::Checkpoint)>,
-) -> anyhow::Result<(ScalesProfile, Option<String>)> {
+) -> anyhow::Result<FrozenScales> {
     let frozen = dir.join(FROZEN_SCALES_FILE);
     let parse = |bytes: &[u8], path: &Path| -> anyhow::Result<ScalesProfile> {
         let text = std::str::from_utf8(bytes)
@@ -145,9 +161,11 @@ fn frozen_scales(
         let bytes = std::fs::read(source)
             .with_context(|| format!("cannot read the scales {}", source.display()))?;
         let scales = parse(&bytes, source)?;
-        crate::profile::write_atomic(&frozen, &bytes)
-            .with_context(|| format!("cannot write {}", frozen.display()))?;
-        return Ok((scales, Some(checkpoint::sha256_hex(&bytes))));
+        return Ok(FrozenScales {
+            scales,
+            sha256: Some(checkpoint::sha256_hex(&bytes)),
+            new_copy: Some(bytes),
+        });
     };
     if !frozen.exists() {
         let bytes = std::fs::read(source)
@@ -174,7 +192,11 @@ fn frozen_scales(
             ),
         }
         let sha = ckpt.state.scales_sha256.as_ref().map(|_| sha);
-        return Ok((parse(&bytes, source)?, sha));
+        return Ok(FrozenScales {
+            scales: parse(&bytes, source)?,
+            sha256: sha,
+            new_copy: None,
+        });
     }
     let bytes =
         std::fs::read(&frozen).with_context(|| format!("cannot read {}", frozen.display()))?;
@@ -189,7 +211,11 @@ fn frozen_scales(
             ckpt_path.display()
         );
     }
-    Ok((parse(&bytes, &frozen)?, Some(sha)))
+    Ok(FrozenScales {
+        scales: parse(&bytes, &frozen)?,
+        sha256: Some(sha),
+        new_copy: None,
+    })
 }
 
 /// `--resume` with a `--profile` that is not the run's frozen one: the frozen profile is what
@@ -242,6 +268,173 @@ fn signal_ignored(signal: i32) -> bool {
     }
 }
 
+/// `--resume` without `--run-id`: the newest unfinished run (stopped, interrupted or failed) of
+/// this profile, found by the profile it was started from or by its default id. A finished or
+/// live run is never picked; when none is left, the error names every run of the profile.
+fn run_to_resume(runs_dir: &Path, profile: &Path) -> anyhow::Result<PathBuf> {
+    use crate::rundir::{RunStatus, RunSummary, list_runs};
+    let stem = crate::rundir::ids::profile_stem(profile);
+    let given = absolute(profile);
+    let mut runs = list_runs(runs_dir).unwrap_or_default();
+    runs.retain(|r| {
+        r.kind != "probe"
+            && r.path.join(PROFILE_FILE).is_file()
+            && (crate::rundir::ids::is_run_of(&r.id, &stem)
+                || r.profile_path.as_deref().map(Path::new) == Some(given.as_path()))
+    });
+    let describe = |r: &RunSummary| {
+        let epochs = match (r.epoch, r.epochs) {
+            (_, Some(n)) if r.status == RunStatus::Finished => format!(", {n}/{n} epochs"),
+            (Some(e), Some(n)) => format!(", epoch {}/{n}", e + 1),
+            _ => String::new(),
+        };
+        format!("{} ({}{epochs})", r.id, r.status)
+    };
+    let open: Vec<_> = runs
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.status,
+                RunStatus::Stopped | RunStatus::Interrupted | RunStatus::Failed | RunStatus::New
+            )
+        })
+        .collect();
+    let Some(pick) = open.first() else {
+        if runs.is_empty() {
+            bail!(
+                "--resume: no run of '{stem}' under {}: start one without --resume",
+                runs_dir.display()
+            );
+        }
+        bail!(
+            "--resume: no unfinished run of '{stem}' under {} to continue; its runs: {}. Start a new run without --resume",
+            runs_dir.display(),
+            runs.iter().map(describe).collect::<Vec<_>>().join(", ")
+        );
+    };
+    if open.len() > 1 {
+        crate::errln!(
+            "note: --resume continues {}, the newest unfinished run of '{stem}'; also unfinished: {} (choose one with --run-id)",
+            pick.id,
+            open[1..]
+                .iter()
+                .map(|r| describe(r))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(pick.path.clone())
+}
+
+/// One word of a shell command line, quoted when the shell would split or expand it.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// The command line that continues run `run_id`: the profile as the user named it (the run's
+/// frozen profile when the run was started by another command), the run id, the runs
+/// directory when it is not the default, `--resume`.
+fn resume_command(opts: &RunOptions, run_id: &str, dir: &Path) -> String {
+    let profile = match &opts.profile_arg {
+        Some(p) => p.clone(),
+        None => dir.join(PROFILE_FILE).display().to_string(),
+    };
+    let mut words = vec![
+        "repopt-tui".to_string(),
+        "--profile".into(),
+        shell_word(&profile),
+        "--run-id".into(),
+        shell_word(run_id),
+    ];
+    if opts.runs_dir != Path::new(DEFAULT_RUNS_DIR) {
+        words.push("--runs-dir".into());
+        words.push(shell_word(&opts.runs_dir.display().to_string()));
+    }
+    words.push("--resume".into());
+    words.join(" ")
+}
+
+/// After a Hyper-Search: where its scales are and the command that trains the target model with
+/// them (a Target profile beside the HS profile that reads this run's scales, else how to write
+/// one).
+fn hs_next_step(opts: &RunOptions, profile: &RunProfile, run_id: &str, dir: &Path) -> String {
+    let scales = dir.join(SCALES_FILE);
+    let mut line = format!("scales written to {}", scales.display());
+    if let Some(export) = &profile.export_scales {
+        line.push_str(&format!(" and {}", export.display()));
+    }
+    let stem = crate::rundir::ids::profile_stem(&opts.profile);
+    let export = profile.export_scales.as_ref().map(|e| absolute(e));
+    let reads_these = |spec: &str| {
+        spec.strip_prefix("run:").is_some_and(|name| {
+            name == run_id || (name == stem && crate::rundir::ids::is_run_of(run_id, &stem))
+        }) || export
+            .as_ref()
+            .is_some_and(|e| absolute(Path::new(spec)) == *e)
+    };
+    let mut dirs: Vec<PathBuf> = opts
+        .profile
+        .parent()
+        .map(Path::to_path_buf)
+        .into_iter()
+        .collect();
+    dirs.extend(crate::profile::profile_dirs());
+    let target = dirs.iter().find_map(|d| {
+        crate::profile::profile_names(d)
+            .into_iter()
+            .find_map(|name| {
+                let path = d.join(format!("{name}.ron"));
+                let p = RunProfile::load(&path).ok()?;
+                (p.kind == RunKind::Target
+                    && p.variant == profile.variant
+                    && p.scales.as_deref().is_some_and(reads_these))
+                .then_some(path)
+            })
+    });
+    let runs_dir = if opts.runs_dir != Path::new(DEFAULT_RUNS_DIR) {
+        format!(
+            " --runs-dir {}",
+            shell_word(&opts.runs_dir.display().to_string())
+        )
+    } else {
+        String::new()
+    };
+    match target {
+        Some(t) => line.push_str(&format!(
+            ". Next, train RepOpt-VGG {} with them: repopt-tui --profile {}{runs_dir}",
+            profile.variant,
+            shell_word(&t.display().to_string())
+        )),
+        None => line.push_str(&format!(
+            ". Next, train RepOpt-VGG {} with them: in a run profile with kind: Target and variant: \"{}\" set scales: \"run:{run_id}\", then repopt-tui --profile <that profile>{runs_dir}",
+            profile.variant, profile.variant
+        )),
+    }
+    line
+}
+
+/// Records a start-up failure in `dir` when the directory already exists (a resumed run, or one
+/// the dashboard created to hold its output), so whoever watches it sees why; a new run's
+/// directory is not created for it.
+fn fail_in_existing(dir: &Path, e: anyhow::Error) -> anyhow::Error {
+    if dir.is_dir()
+        && let Ok(mut events) = EventWriter::open(dir)
+    {
+        let _ = events.emit(EventBody::Failed(Failed {
+            message: format!("{e:#}"),
+        }));
+    }
+    e
+}
+
 /// Starts or resumes the run of `opts.profile` in the foreground.
 pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     // From the start: a signal during start-up (data scan, scales) is not lost, and SIGHUP does
@@ -261,21 +454,11 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     if let Some(id) = &opts.run_id {
         check_run_id(id)?;
     }
-    std::fs::create_dir_all(&opts.runs_dir)
-        .with_context(|| format!("cannot create {}", opts.runs_dir.display()))?;
     let (dir, run_id, profile, resume) = if opts.resume {
         let dir = match (&opts.run_id, run_dir_of(&opts.profile)) {
             (Some(id), _) => opts.runs_dir.join(id),
             (None, Some(dir)) => dir,
-            (None, None) => {
-                let stem = crate::rundir::ids::profile_stem(&opts.profile);
-                newest_run(&opts.runs_dir, &stem, Some(CKPT_DIR)).with_context(|| {
-                    format!(
-                        "--resume: no run of '{stem}' under {}",
-                        opts.runs_dir.display()
-                    )
-                })?
-            }
+            (None, None) => run_to_resume(&opts.runs_dir, &opts.profile)?,
         };
         let frozen = dir.join(PROFILE_FILE);
         let profile = RunProfile::load(&frozen)
@@ -306,6 +489,23 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
                 }
             }
         };
+        // A finished run has nothing left to train: resuming it would only repeat its end.
+        if let Some((path, c)) = &resume
+            && c.state.epoch >= profile.recipe.epochs
+        {
+            bail!(
+                "--resume: {} is finished ({}/{} done, {}): nothing to continue. Start a new run without --resume{}",
+                dir.display(),
+                c.state.epoch,
+                plural(profile.recipe.epochs.into(), "epoch"),
+                path.display(),
+                if opts.run_id.is_some() {
+                    ""
+                } else {
+                    ", or name the run to continue with --run-id"
+                }
+            );
+        }
         if run_dir_of(&opts.profile).is_none_or(|d| d != dir) {
             warn_if_profile_differs(&opts.profile, &frozen, &profile);
         }
@@ -343,14 +543,58 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         }
         (dir, id, profile, None)
     };
+    let resume_requested = opts.resume;
+    // The file whose `devices` decide where the run computes (what to edit to change them).
+    let devices_file = if resume_requested {
+        dir.join(PROFILE_FILE)
+    } else {
+        opts.profile.clone()
+    };
+    let choice = DeviceChoice::Profile(&devices_file);
 
-    profile
-        .check_output_paths()
-        .map_err(|m| anyhow::anyhow!("{}: {m}", opts.profile.display()))?;
+    // Everything that can be wrong with the profile is checked before the run directory is
+    // created: a run that cannot start leaves nothing behind. A directory that exists already
+    // (resumed, or created by the dashboard for the run's output) is locked first and gets the
+    // failure as an event.
+    let early_lock = if dir.is_dir() {
+        Some(RunLock::acquire(&dir)?)
+    } else {
+        None
+    };
+    let checked = (|| -> anyhow::Result<_> {
+        profile
+            .check_output_paths()
+            .map_err(|m| anyhow::anyhow!("{}: {m}", opts.profile.display()))?;
+        crate::device::check(&profile.devices, choice)?;
+        let data = crate::data::open(&profile.data)?;
+        if data.val.is_empty() {
+            bail!(
+                "the validation split of {} is empty: a run is scored on it (add validation images, or check val_limit)",
+                data.description
+            );
+        }
+        let scales = match (&profile.scales, profile.kind) {
+            (Some(path), RunKind::Target) => Some(frozen_scales(
+                &dir,
+                Path::new(path),
+                &profile.variant(),
+                resume.as_ref(),
+            )?),
+            _ => None,
+        };
+        Ok((data, scales))
+    })();
+    let (data, scales) = match checked {
+        Ok(c) => c,
+        Err(e) => return Err(fail_in_existing(&dir, e)),
+    };
+
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the run directory {}", dir.display()))?;
-    let _lock = RunLock::acquire(&dir)?;
-    let resume_requested = opts.resume;
+    let _lock = match early_lock {
+        Some(lock) => lock,
+        None => RunLock::acquire(&dir)?,
+    };
     // Temporary files of an interrupted write (kill -9 during a checkpoint) would stay forever.
     for d in [dir.clone(), dir.join(CKPT_DIR)] {
         for removed in checkpoint::remove_stale_temporaries(&d) {
@@ -374,33 +618,31 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         }));
         e
     };
-    let data = match crate::data::open(&profile.data) {
-        Ok(d) if d.val.is_empty() => {
-            return Err(fail(
-                &mut events,
-                anyhow::anyhow!(
-                    "the validation split of {} is empty: a run is scored on it (add validation images, or check val_limit)",
-                    d.description
-                ),
-            ));
-        }
-        Ok(d) => d,
-        Err(e) => return Err(fail(&mut events, e)),
-    };
-    let (scales, scales_sha256) = match (&profile.scales, profile.kind) {
-        (Some(path), RunKind::Target) => {
-            match frozen_scales(&dir, Path::new(path), &profile.variant(), resume.as_ref()) {
-                Ok((s, sha)) => (Some(s), sha),
-                Err(e) => return Err(fail(&mut events, e)),
+    let (scales, scales_sha256) = match scales {
+        Some(FrozenScales {
+            scales,
+            sha256,
+            new_copy,
+        }) => {
+            if let Some(bytes) = new_copy {
+                let frozen = dir.join(FROZEN_SCALES_FILE);
+                if let Err(e) = crate::profile::write_atomic(&frozen, &bytes) {
+                    let e = anyhow::anyhow!("cannot write {}: {e}", frozen.display());
+                    return Err(fail(&mut events, e));
+                }
             }
+            (Some(scales), sha256)
         }
-        _ => (None, None),
+        None => (None, None),
     };
     let devices = profile.devices.clone();
+    let kind = profile.kind;
+    let frozen_profile = profile.clone();
     let mut ctx = RunCtx {
         profile,
-        run_id,
-        dir,
+        run_id: run_id.clone(),
+        resume_command: resume_command(&opts, &run_id, &dir),
+        dir: dir.clone(),
         events,
         data,
         resume,
@@ -412,7 +654,17 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         bookkeeping: std::time::Duration::ZERO,
         events_failing: false,
     };
-    match dispatch(&devices, TrainTask(&mut ctx)) {
+    match dispatch(&devices, choice, TrainTask(&mut ctx)) {
+        Ok(Ok(RunOutcome::Finished)) if kind == RunKind::HyperSearch => {
+            // The HS run's last line: where its result went and what to run next.
+            if opts.profile_arg.is_some() {
+                crate::outln!(
+                    "[{run_id}] {}",
+                    hs_next_step(&opts, &frozen_profile, &run_id, &dir)
+                );
+            }
+            Ok(RunOutcome::Finished)
+        }
         Ok(Ok(outcome)) => Ok(outcome),
         Ok(Err(e)) | Err(e) => Err(fail(&mut ctx.events, e)),
     }

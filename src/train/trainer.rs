@@ -20,6 +20,7 @@ use crate::data::{Loader, LoaderConfig, OpenedDataset};
 use crate::model::loss::correct_top_k;
 use crate::model::params::named_tensors;
 use crate::optim::RepOptimizer;
+use crate::output::plural;
 use crate::profile::{RunProfile, ScalesProfile};
 use crate::rundir::events::{self, EventBody};
 use crate::rundir::{CKPT_DIR, EventWriter, SCALES_FILE};
@@ -48,6 +49,8 @@ pub struct RunCtx {
     /// Stop (checkpoint + `stopped`) after this many iterations of this process.
     pub stop_after: Option<u64>,
     pub profile_path: PathBuf,
+    /// The command line that continues this run, printed when it stops.
+    pub resume_command: String,
     /// Time spent writing events and checkpoints in this process (the run's bookkeeping).
     pub bookkeeping: std::time::Duration,
     /// The last event could not be written (warned once per streak).
@@ -192,10 +195,10 @@ impl RunPlan {
         }
         if ipe == 0 {
             anyhow::bail!(
-                "the training split has {} images, fewer than one batch of {} × {} devices: lower batch_size or use more data",
-                ctx.data.train.len(),
+                "the training split has {}, fewer than one batch of {} × {}: lower batch_size or use more data",
+                plural(ctx.data.train.len() as u64, "image"),
                 recipe.batch_size,
-                world
+                plural(world as u64, "device")
             );
         }
         let eval_bs = recipe.eval_batch_size.unwrap_or(recipe.batch_size);
@@ -314,15 +317,15 @@ fn announce(ctx: &mut RunCtx, plan: &RunPlan, state: &TrainState, resumed_from: 
         profile_path: Some(ctx.profile_path.display().to_string()),
     }));
     ctx.say(&format!(
-        "{} {} on {} | {} | {} epochs × {} iterations of {} × {} images | lr {:.4} | {}",
-        profile.kind.event_name(),
+        "{} {} on {} | {} | {} × {} of {} × {} | lr {:.4} | {}",
+        profile.kind.label(),
         plan.variant.name,
         devices.join(","),
         ctx.data.description,
-        profile.recipe.epochs,
-        plan.iters_per_epoch,
-        profile.recipe.batch_size,
-        devices.len(),
+        plural(profile.recipe.epochs.into(), "epoch"),
+        plural(plan.iters_per_epoch, "iteration"),
+        plural(profile.recipe.batch_size as u64, "image"),
+        plural(devices.len() as u64, "device"),
         plan.schedule.base_lr,
         match &resumed_from {
             Some(p) => format!(
@@ -814,7 +817,7 @@ fn stop<B: AutodiffBackend, M: TrainModel<B>>(
         state.epoch + 1,
         state.iter,
         match written {
-            Some(p) => format!("checkpoint {p}; continue with --resume"),
+            Some(p) => format!("checkpoint {p}; continue with: {}", ctx.resume_command),
             None => "the checkpoint could not be written: the previous one stays the newest".into(),
         }
     ));

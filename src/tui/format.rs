@@ -162,14 +162,7 @@ fn axis_value(v: f64, lo: f64, hi: f64, style: AxisStyle) -> String {
 
 pub use crate::rundir::ids::utc_datetime;
 
-/// `1 run`, `2 runs`, `0 runs`.
-pub fn plural(n: u64, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
-    }
-}
+pub use crate::output::plural;
 
 #[cfg(test)]
 mod tests {

@@ -768,6 +768,11 @@ pub fn hints(context: Context) -> Vec<(String, &'static str)> {
     out
 }
 
+/// Width of the help overlay, borders included.
+pub const HELP_WIDTH: u16 = 110;
+/// Columns of a help row's keys (`  keys` padded), before its sentence.
+pub const HELP_KEYS_WIDTH: usize = 16;
+
 /// The help overlay's rows: a header per context, then (keys, sentence).
 pub fn help_rows() -> Vec<(Option<Context>, String, &'static str)> {
     let order = [
@@ -892,5 +897,24 @@ mod tests {
         }
         let rows = help_rows();
         assert_eq!(rows.iter().filter(|r| r.0.is_none()).count(), KEYMAP.len());
+    }
+
+    #[test]
+    fn every_help_row_fits_the_overlay() {
+        // The overlay does not wrap (it scrolls by rows): a longer row is cut off.
+        let inner = HELP_WIDTH as usize - 2;
+        let long: Vec<String> = help_rows()
+            .iter()
+            .filter(|(ctx, keys, text)| {
+                let keys = if ctx.is_some() {
+                    0
+                } else {
+                    (keys.chars().count() + 2).max(HELP_KEYS_WIDTH)
+                };
+                keys + text.chars().count() > inner
+            })
+            .map(|(_, keys, text)| format!("{keys}: {text} ({})", text.chars().count()))
+            .collect();
+        assert!(long.is_empty(), "help rows wider than {inner}: {long:#?}");
     }
 }

@@ -199,12 +199,12 @@ pub fn describe_event(e: &Event) -> String {
         EventBody::Started(s) => (
             "started",
             format!(
-                "{} {} on {} · {} epochs x {} iters · batch {}/device · pid {}{}",
+                "{} {} on {} · {} x {} · batch {}/device · pid {}{}",
                 super::runs_table::kind_label(&s.run_kind),
                 s.variant,
                 s.devices.join(","),
-                s.epochs,
-                s.iters_per_epoch,
+                format::plural(s.epochs.into(), "epoch"),
+                format::plural(s.iters_per_epoch, "iter"),
                 s.batch_size,
                 s.pid,
                 s.resumed_from

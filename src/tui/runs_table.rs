@@ -256,9 +256,12 @@ impl Column {
             Column::TrainLoss => s.last_loss.map_or_else(dash, format::num),
             Column::ImagesPerS => s.images_per_s.map_or_else(dash, format::si),
             Column::Lr => c.lr.map_or_else(dash, format::num),
-            Column::Batch => batch(r).map_or_else(dash, |b| b.to_string()),
+            Column::Batch => batch(r).map_or_else(dash, |b| count(b as u64, self.width())),
             Column::WeightDecay => c.weight_decay.map_or_else(dash, format::num),
-            Column::Epochs => c.epochs.or(s.epochs).map_or_else(dash, |e| e.to_string()),
+            Column::Epochs => c
+                .epochs
+                .or(s.epochs)
+                .map_or_else(dash, |e| count(e.into(), self.width())),
             Column::Data => c.data.clone().unwrap_or_else(dash),
             Column::Eta => eta(r).map_or_else(dash, format::duration),
             Column::Age => s.last_update().map_or_else(dash, |t| format::age(now, t)),
@@ -292,24 +295,24 @@ impl Column {
     }
 }
 
-/// Short name of a run kind: one name per kind in every view.
-pub fn kind_label(kind: &str) -> &str {
-    match kind {
-        "hyper_search" => "HS",
-        "target" => "RepOpt",
-        "baseline" => "RepVGG",
-        "ablation" => "ablation",
-        "probe" => "probe",
-        "" => "?",
-        other => other,
-    }
-}
+pub use crate::profile::run::kind_label;
 
 fn last_val_loss(r: &RunEntry) -> Option<f64> {
     r.series.evals.last().map(|(_, e)| e.loss)
 }
 
 /// Total batch: from the profile, else from the `started` event (per device x devices).
+/// A count in full when it fits `width` columns, else with an SI suffix (`524k`): a table cell
+/// wider than its column would be cut (`1.33k` read as `1.33`).
+fn count(n: u64, width: u16) -> String {
+    let full = n.to_string();
+    if full.len() <= width as usize {
+        full
+    } else {
+        format::si(n as f64)
+    }
+}
+
 fn batch(r: &RunEntry) -> Option<usize> {
     r.config.total_batch.or_else(|| {
         let s = &r.summary;
@@ -412,7 +415,56 @@ pub fn elide_middle(id: &str, width: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::elide_middle;
+    use super::*;
+
+    #[test]
+    fn numbers_fit_their_columns_with_their_unit_suffix() {
+        let mut r = RunEntry {
+            summary: crate::rundir::RunSummary::new(Path::new("x")),
+            series: Default::default(),
+            first_skip: None,
+            loaded: true,
+            bytes_read: 0,
+            bytes_total: 0,
+            config: RunConfig::default(),
+        };
+        r.summary.images_per_s = Some(1330.0);
+        assert_eq!(Column::ImagesPerS.cell(&r, 0.0), "1.33k");
+        // (images/s, loss, lr and weight decay, total batch, epochs)
+        let wide = [
+            (1330.0, 1330.0, 0.1, 1330, 12_345),
+            (99_950.0, 12_345.0, 0.000_197, 524_288, 1_000_000),
+            (1.234e7, 6.9078, 4e-5, 65_536, 999_999),
+            (0.5, 0.000_123, 1.25, 4096, 120),
+        ];
+        for (ips, loss, lr, batch, epochs) in wide {
+            r.summary.images_per_s = Some(ips);
+            r.summary.last_loss = Some(loss);
+            r.summary.best_top1 = Some(99.99);
+            r.config.lr = Some(lr);
+            r.config.weight_decay = Some(lr);
+            r.config.total_batch = Some(batch);
+            r.config.epochs = Some(epochs);
+            for c in [
+                Column::ImagesPerS,
+                Column::TrainLoss,
+                Column::Top1,
+                Column::Lr,
+                Column::WeightDecay,
+                Column::Batch,
+                Column::Epochs,
+            ] {
+                let cell = c.cell(&r, 0.0);
+                assert!(
+                    cell.chars().count() <= c.width() as usize,
+                    "{c:?}: {cell:?} is wider than {}",
+                    c.width()
+                );
+            }
+        }
+        r.config.total_batch = Some(524_288);
+        assert_eq!(Column::Batch.cell(&r, 0.0), "524k");
+    }
 
     #[test]
     fn elided_ids_keep_their_timestamp() {

@@ -10,6 +10,7 @@
 mod common;
 
 mod cli_core;
+mod cli_runs;
 mod event_schema;
 mod hardening;
 mod probe;

@@ -120,7 +120,7 @@ fn whole_vs_split(r: &Runs, profile: &Path, name: &str, stop_after: u64, iterati
     let n = stop_after.to_string();
     let out = r.start(profile, &split, &["--stop-after", &n]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("continue with --resume"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("continue with: repopt-tui --profile"));
     assert!(r.start(profile, &split, &["--resume"]).status.success());
     assert_same_run(r, &whole, &split, iterations);
 }

@@ -111,7 +111,13 @@ fn resume_is_exact() {
         "7",
     ]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("continue with --resume"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("continue with: repopt-tui --profile")
+            && stdout.contains("--run-id split")
+            && stdout.contains("--resume"),
+        "{stdout}"
+    );
     let split = runs.join("split");
     assert!(
         events(&split)
@@ -541,7 +547,7 @@ fn export_and_eval_reproduce_the_runs_accuracy_and_read_official_checkpoints() {
         deploy.to_str().unwrap(),
     ]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("deploy T0"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("RepVGG T0 deploy-form weights"));
     assert_eq!(eval_top1(&out.stdout), two_decimals(last_eval_top1(&base)));
     let out = run(&[
         "export",

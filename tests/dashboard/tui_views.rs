@@ -285,6 +285,12 @@ fn snapshot_help_and_stop_confirmation() {
     let mut app = app_for(&fx);
     app.act(Action::Help);
     insta::assert_snapshot!("help", text(&mut app, 100, 40));
+    // Narrower than the overlay: long sentences wrap, none is cut (the last words of the
+    // longest ones are on screen once scrolled to them).
+    let narrow = text(&mut app, 80, 200);
+    for end in ["`lr=0.1`)", "bksp deletes)", "(like tail -f)"] {
+        assert!(narrow.contains(end), "{end} cut off:\n{narrow}");
+    }
     app.act(Action::Cancel);
     assert!(app.popup.is_none());
     app.act(Action::Stop);

@@ -131,7 +131,7 @@ fn a_profile_with_two_cpu_devices_trains() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("on cpu,cpu") && stdout.contains("of 8 × 2 images"),
+        stdout.contains("on cpu,cpu") && stdout.contains("of 8 images × 2 devices"),
         "{stdout}"
     );
     let text = std::fs::read_to_string(runs.join("dp/events.jsonl")).unwrap();

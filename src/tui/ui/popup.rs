@@ -10,6 +10,37 @@ use super::super::app::{App, Popup};
 use super::super::keymap;
 use super::panel;
 
+/// `text` in lines of at most `first` columns (the first line) and `rest` columns (the others),
+/// broken at spaces; a word longer than a line is cut into pieces.
+fn wrap_words(text: &str, first: usize, rest: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split(' ') {
+        let width = |n: usize| if n == 0 { first } else { rest };
+        let mut word: Vec<char> = word.chars().collect();
+        loop {
+            let n = lines.len() - 1;
+            let line = &mut lines[n];
+            let used = line.chars().count();
+            let gap = usize::from(used > 0);
+            if used + gap + word.len() <= width(n) {
+                if gap == 1 {
+                    line.push(' ');
+                }
+                line.extend(word.iter());
+                break;
+            }
+            if used == 0 {
+                // Longer than a whole line: cut it.
+                let cut = width(n).max(1);
+                line.extend(word[..cut].iter());
+                word.drain(..cut);
+            }
+            lines.push(String::new());
+        }
+    }
+    lines
+}
+
 /// A rectangle of at most `w`x`h` centred in `area`.
 fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
@@ -29,28 +60,49 @@ pub fn render(app: &mut App, f: &mut Frame, area: Rect) {
     match popup {
         Popup::Help { scroll } => {
             let rows = keymap::help_rows();
-            let r = centered(area, 110, area.height.saturating_sub(2));
+            let r = centered(area, keymap::HELP_WIDTH, area.height.saturating_sub(2));
             f.render_widget(Clear, r);
             let block = panel(" Help · keys (generated from the keymap) · esc closes ");
             let inner = block.inner(r);
             f.render_widget(block, r);
-            let max_scroll = (rows.len() as u16).saturating_sub(inner.height);
-            *scroll = (*scroll).min(max_scroll);
-            let lines: Vec<Line> = rows
-                .iter()
-                .map(|(ctx, keys, text)| match ctx {
-                    Some(_) => Line::from(Span::styled(
+            // Narrower than the overlay's full width, long sentences wrap under themselves
+            // (hanging indent) instead of being cut.
+            let text_width = (inner.width as usize)
+                .saturating_sub(keymap::HELP_KEYS_WIDTH)
+                .max(10);
+            let mut lines: Vec<Line> = Vec::new();
+            for (ctx, keys, text) in &rows {
+                if ctx.is_some() {
+                    lines.push(Line::from(Span::styled(
                         text.to_string(),
                         Style::default()
                             .fg(Color::Yellow)
                             .add_modifier(Modifier::BOLD),
-                    )),
-                    None => Line::from(vec![
-                        Span::styled(format!("  {keys:<14}"), Style::default().fg(Color::Cyan)),
-                        Span::raw(text.to_string()),
-                    ]),
-                })
-                .collect();
+                    )));
+                    continue;
+                }
+                let keys = format!("  {keys:<w$}", w = keymap::HELP_KEYS_WIDTH - 2);
+                // Keys longer than their column push the sentence right: wrap it narrower.
+                let first_width = text_width
+                    .saturating_sub(keys.chars().count().saturating_sub(keymap::HELP_KEYS_WIDTH))
+                    .max(10);
+                for (i, part) in wrap_words(text, first_width, text_width)
+                    .into_iter()
+                    .enumerate()
+                {
+                    let lead = if i == 0 {
+                        keys.clone()
+                    } else {
+                        " ".repeat(keymap::HELP_KEYS_WIDTH)
+                    };
+                    lines.push(Line::from(vec![
+                        Span::styled(lead, Style::default().fg(Color::Cyan)),
+                        Span::raw(part),
+                    ]));
+                }
+            }
+            let max_scroll = (lines.len() as u16).saturating_sub(inner.height);
+            *scroll = (*scroll).min(max_scroll);
             f.render_widget(Paragraph::new(lines).scroll((*scroll, 0)), inner);
         }
         Popup::Confirm { title, lines, .. } => {
@@ -145,5 +197,21 @@ pub fn render(app: &mut App, f: &mut Frame, area: Rect) {
                 &mut state,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn words_wrap_with_a_narrower_first_line() {
+        assert_eq!(
+            super::wrap_words("one two three four", 7, 10),
+            ["one two", "three four"]
+        );
+        assert_eq!(
+            super::wrap_words("abcdefghij", 4, 4),
+            ["abcd", "efgh", "ij"]
+        );
+        assert_eq!(super::wrap_words("short", 10, 10), ["short"]);
     }
 }
