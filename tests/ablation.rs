@@ -1,0 +1,491 @@
+//! The paper's ablations (Table 4) as switches of a Target run: the scale source (`ones`,
+//! `hs-init`, a file or an HS run, each optionally averaged across channels), `reinit` and
+//! `modify_gradients`; and the `scales derive` / `scales show` commands that make and show the
+//! derived scales.
+//!
+//! References are independent of the code under test: values computed by hand, the HS model's
+//! own initial scales, and a plain SGD step (momentum, Nesterov, weight decay with the official
+//! groups) written out below in f64 on the host.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::backend::{Autodiff, Flex};
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Int, Tensor, TensorData};
+use common::runs::run;
+use repopt_tui::model::loss::cross_entropy;
+use repopt_tui::model::params::{PathStack, is_buffer, named_tensors};
+use repopt_tui::model::{HsNet, TargetNet, variant};
+use repopt_tui::optim::scale_sources::{channel_average, hs_init, ones};
+use repopt_tui::optim::{IdentityInit, reinitialize};
+use repopt_tui::profile::{RunProfile, ScaleSource, ScalesProfile, parse_ron};
+use repopt_tui::train::checkpoint;
+use repopt_tui::train::hooks::TrainModel;
+use repopt_tui::train::scales::load_scale_source;
+use repopt_tui::train::{target_model, target_optimizer};
+
+type B = Flex;
+type AB = Autodiff<Flex>;
+
+/// A valid Target profile of T0 on synthetic data with `extra` at the top level.
+fn target_profile(nesterov: bool, extra: &str) -> RunProfile {
+    let text = format!(
+        r#"(
+    kind: Target,
+    variant: "T0",
+    data: (kind: Synthetic, classes: 4, image_size: 16),
+    recipe: (epochs: 1, batch_size: 8, lr: 0.1, optimizer: Sgd(momentum: 0.9, nesterov: {nesterov}),
+             weight_decay: 0.05, augment: CifarStandard),
+    devices: [Cpu],
+    seed: 5,
+    {extra}
+)"#
+    );
+    let p: RunProfile = parse_ron(&text, Path::new("test.ron")).unwrap();
+    p.validate().unwrap();
+    p
+}
+
+fn t0_scales() -> ScalesProfile {
+    ScalesProfile::load_for(&common::fixture("t0-scales.ron"), &variant("T0").unwrap()).unwrap()
+}
+
+// ---- scale sources: hand values ----
+
+/// `hs-init` is exactly what the HS model starts from (read off a fresh HS model's scale
+/// layers, not from the formula).
+#[test]
+fn hs_init_equals_the_scales_of_a_fresh_hs_model() {
+    for name in ["T0", "T1", "B1"] {
+        let v = variant(name).unwrap();
+        let net = HsNet::<AB>::init(&v, 10, 3, &Default::default());
+        let fresh = net.scales(name, "model").unwrap();
+        assert_eq!(fresh.blocks, hs_init(&v).blocks, "{name}");
+    }
+}
+
+/// The channel average of the committed T0 fixture, block by block, against means computed
+/// here from the file's values; and `load_scale_source` (what a run uses) gives the same.
+#[test]
+fn channel_average_of_a_scales_file() {
+    let v = variant("T0").unwrap();
+    let scales = t0_scales();
+    let source = ScaleSource::Path(common::fixture("t0-scales.ron"));
+    let averaged = load_scale_source(&source, true, &v).unwrap();
+    assert_eq!(averaged, channel_average(&scales));
+    for (a, b) in averaged.blocks.iter().zip(&scales.blocks) {
+        let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+        for (avg, orig) in [(&a.s, &b.s), (&a.t, &b.t)]
+            .into_iter()
+            .chain(a.u.as_ref().zip(b.u.as_ref()))
+        {
+            assert_eq!(avg.len(), orig.len());
+            assert!(avg.iter().all(|&x| (x as f64 - mean(orig)).abs() < 1e-7));
+        }
+    }
+    // stage0 of the fixture, by hand: s = [0.37128186, 0.8091327, 0.84337735, 1.1050059,
+    // 0.9134668, -0.06963074, 0.44794816, -0.2195394], sum 4.20870... / 8.
+    let s0: f64 = [
+        0.37128186, 0.8091327, 0.84337735, 1.1050059, 0.9134668, -0.06963074, 0.44794816,
+        -0.2195394,
+    ]
+    .iter()
+    .sum::<f64>()
+        / 8.0;
+    assert!((averaged.blocks[0].s[3] as f64 - s0).abs() < 1e-7);
+}
+
+// ---- Grad Mult from the derived scales: the masks a Target run applies, read off one step ----
+
+/// With momentum 0, no weight decay, lr 1 and a gradient of ones, one step moves each weight by
+/// exactly its mask: W − W' = M.
+fn masks_of(profile: &RunProfile, scales: &ScalesProfile) -> BTreeMap<String, Vec<f32>> {
+    let device = Default::default();
+    let v = profile.variant();
+    let model = TargetNet::<AB>::init(&v, 4, 1, &device);
+    let mut opt = target_optimizer::<B>(profile, scales, &device);
+    let before = convs(&model.valid());
+    let mut grads = GradientsParams::new();
+    let mut ids = Vec::new();
+    for b in model.blocks() {
+        ids.push((b.conv.weight.id, b.conv.weight.val().shape()));
+    }
+    for (id, shape) in ids {
+        grads.register::<B, 4>(id, Tensor::<B, 4>::ones(shape, &device));
+    }
+    let after = convs(&opt.step(model, grads, 1.0).0.valid());
+    before
+        .into_iter()
+        .map(|(n, w)| {
+            let moved = w.iter().zip(&after[&n]).map(|(a, b)| a - b).collect();
+            (n, moved)
+        })
+        .collect()
+}
+
+fn convs<Bk: burn::tensor::backend::Backend>(m: &TargetNet<Bk>) -> BTreeMap<String, Vec<f32>> {
+    named_tensors::<Bk, _>(m)
+        .into_iter()
+        .filter(|(n, _)| n.ends_with(".conv.weight"))
+        .map(|(n, d)| (n, d.convert::<f32>().to_vec().unwrap()))
+        .collect()
+}
+
+fn no_momentum_profile(extra: &str) -> RunProfile {
+    let text = format!(
+        r#"(kind: Target, variant: "T0", data: (kind: Synthetic, classes: 4, image_size: 16),
+    recipe: (epochs: 1, batch_size: 8, lr: 0.1, optimizer: Sgd(momentum: 0.0, nesterov: false),
+             weight_decay: 0.0, augment: CifarStandard),
+    devices: [Cpu], {extra})"#
+    );
+    let p: RunProfile = parse_ron(&text, Path::new("test.ron")).unwrap();
+    p.validate().unwrap();
+    p
+}
+
+#[test]
+fn the_masks_of_ones_and_hs_init_by_hand() {
+    let v = variant("T0").unwrap();
+    let p = no_momentum_profile("scales: \"ones\"");
+    let close = |a: f32, b: f32| (a - b).abs() < 1e-6;
+    // ones: M = 1 + [centre]·1 + [o = i, centre]·1 (identity blocks only).
+    for (block, m) in masks_of(&p, &ones(&v)) {
+        let plan = v
+            .plan()
+            .into_iter()
+            .find(|b| format!("{}.conv.weight", b.name) == block)
+            .unwrap();
+        let cin = plan.in_channels;
+        for (j, &x) in m.iter().enumerate() {
+            let (o, i, tap) = (j / (cin * 9), (j / 9) % cin, j % 9);
+            let want = match (tap == 4, o == i && plan.has_identity()) {
+                (false, _) => 1.0,
+                (true, false) => 2.0,
+                (true, true) => 3.0,
+            };
+            assert!(close(x, want), "{block}[{j}] = {x}, by hand {want}");
+        }
+    }
+    // hs-init: stage2.1 of T0 is block 1 of its stage, s = t = sqrt(2): corners 2, centres 4,
+    // diagonal centres 5; stage2.0 (block 0, stride 2): 1, 2.
+    let m = masks_of(&p, &hs_init(&v));
+    let s21 = &m["stage2.1.conv.weight"];
+    let cin = 16;
+    assert!(close(s21[0], 2.0) && close(s21[4], 5.0) && close(s21[9 + 4], 4.0));
+    assert!(close(s21[(cin + 1) * 9 + 4], 5.0), "o = i = 1: centre + identity");
+    let s20 = &m["stage2.0.conv.weight"];
+    assert!(close(s20[0], 1.0) && close(s20[4], 2.0));
+    // modify_gradients: false: no mask at all (every weight moves by the gradient, 1).
+    let plain = no_momentum_profile("scales: \"ones\", modify_gradients: false");
+    for (block, m) in masks_of(&plain, &ones(&v)) {
+        assert!(m.iter().all(|&x| close(x, 1.0)), "{block}");
+    }
+}
+
+// ---- modify_gradients: false is plain SGD; reinit: false is the plain initialization ----
+
+/// Gradients by parameter name.
+struct NamedGrads<'a> {
+    path: PathStack,
+    grads: &'a GradientsParams,
+    out: BTreeMap<String, Vec<f64>>,
+}
+
+impl ModuleVisitor<AB> for NamedGrads<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.enter(name);
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
+        if let Some(g) = self
+            .grads
+            .get::<<AB as AutodiffBackend>::InnerBackend, D>(param.id)
+        {
+            let v: Vec<f32> = g.into_data().to_vec().unwrap();
+            self.out
+                .insert(self.path.path(), v.into_iter().map(f64::from).collect());
+        }
+    }
+}
+
+fn params(model: &TargetNet<AB>) -> BTreeMap<String, (usize, Vec<f64>)> {
+    named_tensors::<AB, _>(model)
+        .into_iter()
+        .filter(|(n, _)| !is_buffer(n))
+        .map(|(n, d)| {
+            let rank = d.shape.len();
+            let v: Vec<f32> = d.to_vec().unwrap();
+            (n, (rank, v.into_iter().map(f64::from).collect()))
+        })
+        .collect()
+}
+
+/// The reference: PyTorch's SGD (no dampening) in the official order, written out in f64.
+/// d = g + wd·W (conv and linear weights only: 1-D tensors and biases do not decay); buf = d on
+/// the first step, else m·buf + d; step = d + m·buf with Nesterov, else buf; W ← W − lr·step.
+struct PlainSgd {
+    lr: f64,
+    momentum: f64,
+    nesterov: bool,
+    wd: f64,
+    buf: BTreeMap<String, Vec<f64>>,
+}
+
+impl PlainSgd {
+    fn step(
+        &mut self,
+        params: &BTreeMap<String, (usize, Vec<f64>)>,
+        grads: &BTreeMap<String, Vec<f64>>,
+    ) -> BTreeMap<String, Vec<f64>> {
+        let mut out = BTreeMap::new();
+        for (name, (rank, w)) in params {
+            let g = &grads[name];
+            let wd = if *rank > 1 && !name.ends_with(".bias") {
+                self.wd
+            } else {
+                0.0
+            };
+            let d: Vec<f64> = g.iter().zip(w).map(|(g, w)| g + wd * w).collect();
+            let buf = match self.buf.remove(name) {
+                None => d.clone(),
+                Some(b) => b.iter().zip(&d).map(|(b, d)| self.momentum * b + d).collect(),
+            };
+            let step: Vec<f64> = if self.nesterov {
+                d.iter().zip(&buf).map(|(d, b)| d + self.momentum * b).collect()
+            } else {
+                buf.clone()
+            };
+            out.insert(
+                name.clone(),
+                w.iter().zip(&step).map(|(w, s)| w - self.lr * s).collect(),
+            );
+            self.buf.insert(name.clone(), buf);
+        }
+        out
+    }
+}
+
+fn batch(step: usize) -> (Tensor<AB, 4>, Tensor<AB, 1, Int>) {
+    let device = Default::default();
+    let n = 8 * 3 * 16 * 16;
+    let x: Vec<f32> = (0..n)
+        .map(|j| ((j * 7919 + step * 104_729) as f32 * 0.001).sin())
+        .collect();
+    let y: Vec<i64> = (0..8).map(|j| ((j + step) % 4) as i64).collect();
+    (
+        Tensor::from_data(TensorData::new(x, [8, 3, 16, 16]), &device),
+        Tensor::from_data(TensorData::new(y, [8]), &device),
+    )
+}
+
+/// Largest relative difference between the optimizer's step and the reference over the steps
+/// (each step from the optimizer's own previous weights, with the reference's own momentum).
+fn worst_against_plain_sgd(profile: &RunProfile, tensor_ops: bool) -> (f64, String) {
+    let device = Default::default();
+    let scales = t0_scales();
+    let mut model = target_model::<AB>(profile, &scales, 4, &device);
+    let mut opt = target_optimizer::<B>(profile, &scales, &device);
+    if tensor_ops {
+        opt = opt.with_tensor_ops();
+    }
+    let repopt_tui::profile::OptimizerKind::Sgd { momentum, nesterov } = profile.recipe.optimizer
+    else {
+        panic!("SGD profile")
+    };
+    let mut reference = PlainSgd {
+        lr: 0.1,
+        momentum,
+        nesterov,
+        wd: profile.recipe.weight_decay,
+        buf: BTreeMap::new(),
+    };
+    let mut worst = (0.0f64, String::new());
+    for step in 0..4 {
+        let (x, y) = batch(step);
+        let loss = cross_entropy(model.forward(x, true), y, 0.1);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let mut named = NamedGrads {
+            path: PathStack::default(),
+            grads: &grads,
+            out: BTreeMap::new(),
+        };
+        model.visit(&mut named);
+        let before = params(&model);
+        assert_eq!(named.out.len(), before.len(), "a gradient for every parameter");
+        let want = reference.step(&before, &named.out);
+        model = opt.step(model, grads, 0.1).0;
+        for (name, (_, got)) in params(&model) {
+            let w = &want[&name];
+            let num: f64 = got.iter().zip(w).map(|(a, b)| (a - b).powi(2)).sum();
+            let den: f64 = w.iter().map(|b| b * b).sum();
+            let rel = (num / den.max(1e-30)).sqrt();
+            if rel > worst.0 {
+                worst = (rel, format!("{name} after step {step}"));
+            }
+        }
+    }
+    worst
+}
+
+#[test]
+fn modify_gradients_false_is_plain_sgd_with_momentum_and_weight_decay() {
+    for nesterov in [true, false] {
+        let p = target_profile(nesterov, "scales: \"x.ron\", modify_gradients: false");
+        for tensor_ops in [false, true] {
+            let (err, at) = worst_against_plain_sgd(&p, tensor_ops);
+            eprintln!("nesterov {nesterov}, tensor ops {tensor_ops}: {err:.2e} at {at}");
+            assert!(err < 1e-6, "{err:e} at {at}");
+        }
+    }
+    // Negative control: with the masks (the default) the same reference is far off.
+    let masked = target_profile(true, "scales: \"x.ron\"");
+    let (err, at) = worst_against_plain_sgd(&masked, false);
+    eprintln!("with Grad Mult: {err:.2e} at {at}");
+    assert!(err > 1e-3, "the masks must change the step: {err:e}");
+}
+
+#[test]
+fn reinit_false_keeps_the_fresh_initialization_and_true_is_eq_4() {
+    let device = Default::default();
+    let v = variant("T0").unwrap();
+    let scales = t0_scales();
+    let fresh = convs(&TargetNet::<B>::init(&v, 4, 5, &device));
+    let off = target_profile(true, "scales: \"x.ron\", reinit: false");
+    assert_eq!(convs(&target_model::<B>(&off, &scales, 4, &device)), fresh);
+    let on = target_profile(true, "scales: \"x.ron\"");
+    let eq4 = convs(&reinitialize(
+        TargetNet::<B>::init(&v, 4, 5, &device),
+        &v,
+        &scales,
+        IdentityInit::Trained,
+        5,
+    ));
+    let got = convs(&target_model::<B>(&on, &scales, 4, &device));
+    assert_eq!(got, eq4);
+    assert_ne!(got, fresh);
+}
+
+// ---- the switches in real runs ----
+
+/// A tiny synthetic Target profile (T0, 96 images, warm-up from 0 so the first step keeps the
+/// initial kernels).
+fn run_profile(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.ron"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"(
+    kind: Target,
+    variant: "T0",
+    data: (kind: Synthetic, classes: 4, image_size: 16, synthetic_train: 96, synthetic_val: 32, synthetic_seed: 3),
+    recipe: (
+        epochs: 2, batch_size: 16, lr: 0.05, lr_scaling: false, warmup_epochs: 0.5,
+        optimizer: Sgd(momentum: 0.9, nesterov: true),
+        weight_decay: 4e-5, label_smoothing: 0.1, augment: CifarStandard, workers: 2,
+    ),
+    devices: [Cpu],
+    seed: 5,
+    log_every: 1,
+    {extra}
+)"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn start(runs: &Path, profile: &Path, id: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "--profile",
+        profile.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--run-id",
+        id,
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn first_checkpoint_convs(dir: &Path) -> BTreeMap<String, Vec<f32>> {
+    let (found, _) = checkpoint::newest_valid(&dir.join("ckpt"));
+    let ckpt = found.expect("a valid checkpoint").1;
+    assert_eq!(ckpt.state.global_iter, 1);
+    ckpt.model
+        .into_iter()
+        .filter(|(n, _)| n.ends_with(".conv.weight"))
+        .map(|(n, d)| (n, d.to_vec::<f32>().unwrap()))
+        .collect()
+}
+
+/// `average_channels` on a scales file: the run freezes the averaged scales, starts from Eq. 4
+/// with them, and resumes from its frozen copy (restoring it when it was deleted).
+#[test]
+fn a_run_with_averaged_scales_freezes_and_uses_the_average() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let v = variant("T0").unwrap();
+    let file = common::fixture("t0-scales.ron");
+    let p = run_profile(
+        tmp.path(),
+        "avg",
+        &format!("scales: \"{}\", average_channels: true,", file.display()),
+    );
+    assert!(start(&runs, &p, "avg", &["--stop-after", "1"]).status.success());
+    let dir = runs.join("avg");
+    let frozen = ScalesProfile::load(&dir.join("scales.frozen.ron")).unwrap();
+    let averaged = channel_average(&t0_scales());
+    assert_eq!(frozen.blocks, averaged.blocks);
+    let frozen_profile = RunProfile::load(&dir.join("profile.ron")).unwrap();
+    assert_eq!(frozen_profile.average_channels, Some(true));
+    let fresh = TargetNet::<B>::init(&v, 4, 5, &Default::default());
+    let want = convs(&reinitialize(fresh, &v, &averaged, IdentityInit::Trained, 5));
+    assert_eq!(first_checkpoint_convs(&dir), want);
+    // Resume without the frozen copy: it is rebuilt from the source, identical.
+    let bytes = std::fs::read(dir.join("scales.frozen.ron")).unwrap();
+    std::fs::remove_file(dir.join("scales.frozen.ron")).unwrap();
+    assert!(start(&runs, &p, "avg", &["--resume"]).status.success());
+    assert_eq!(std::fs::read(dir.join("scales.frozen.ron")).unwrap(), bytes);
+}
+
+/// `scales: "hs-init"` with `reinit: false`: the frozen scales are the HS initialization, the
+/// kernels the plain initialization, and the frozen profile keeps the switch.
+#[test]
+fn a_run_with_hs_init_scales_and_no_reinit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let v = variant("T0").unwrap();
+    let p = run_profile(tmp.path(), "hsinit", "scales: \"hs-init\", reinit: false,");
+    assert!(start(&runs, &p, "hsinit", &["--stop-after", "1"]).status.success());
+    let dir = runs.join("hsinit");
+    let frozen = ScalesProfile::load(&dir.join("scales.frozen.ron")).unwrap();
+    assert_eq!(frozen, hs_init(&v));
+    let profile = RunProfile::load(&dir.join("profile.ron")).unwrap();
+    assert_eq!(
+        (profile.scales.as_deref(), profile.reinit),
+        (Some("hs-init"), Some(false))
+    );
+    let fresh = convs(&TargetNet::<B>::init(&v, 4, 5, &Default::default()));
+    assert_eq!(first_checkpoint_convs(&dir), fresh);
+}
+
+/// A run given a typo for a generated source says what exists.
+#[test]
+fn an_unknown_scale_source_is_refused_with_the_accepted_forms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = run_profile(tmp.path(), "typo", "scales: \"one\",");
+    let out = start(&tmp.path().join("runs"), &p, "typo", &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("one does not exist") && err.contains("ones or hs-init"),
+        "{err}"
+    );
+}
