@@ -91,7 +91,13 @@ fn channel_average_of_a_scales_file() {
     // stage0 of the fixture, by hand: s = [0.37128186, 0.8091327, 0.84337735, 1.1050059,
     // 0.9134668, -0.06963074, 0.44794816, -0.2195394], sum 4.20870... / 8.
     let s0: f64 = [
-        0.37128186, 0.8091327, 0.84337735, 1.1050059, 0.9134668, -0.06963074, 0.44794816,
+        0.37128186,
+        0.8091327,
+        0.84337735,
+        1.1050059,
+        0.9134668,
+        -0.06963074,
+        0.44794816,
         -0.2195394,
     ]
     .iter()
@@ -177,7 +183,10 @@ fn the_masks_of_ones_and_hs_init_by_hand() {
     let s21 = &m["stage2.1.conv.weight"];
     let cin = 16;
     assert!(close(s21[0], 2.0) && close(s21[4], 5.0) && close(s21[9 + 4], 4.0));
-    assert!(close(s21[(cin + 1) * 9 + 4], 5.0), "o = i = 1: centre + identity");
+    assert!(
+        close(s21[(cin + 1) * 9 + 4], 5.0),
+        "o = i = 1: centre + identity"
+    );
     let s20 = &m["stage2.0.conv.weight"];
     assert!(close(s20[0], 1.0) && close(s20[4], 2.0));
     // modify_gradients: false: no mask at all (every weight moves by the gradient, 1).
@@ -255,10 +264,17 @@ impl PlainSgd {
             let d: Vec<f64> = g.iter().zip(w).map(|(g, w)| g + wd * w).collect();
             let buf = match self.buf.remove(name) {
                 None => d.clone(),
-                Some(b) => b.iter().zip(&d).map(|(b, d)| self.momentum * b + d).collect(),
+                Some(b) => b
+                    .iter()
+                    .zip(&d)
+                    .map(|(b, d)| self.momentum * b + d)
+                    .collect(),
             };
             let step: Vec<f64> = if self.nesterov {
-                d.iter().zip(&buf).map(|(d, b)| d + self.momentum * b).collect()
+                d.iter()
+                    .zip(&buf)
+                    .map(|(d, b)| d + self.momentum * b)
+                    .collect()
             } else {
                 buf.clone()
             };
@@ -318,7 +334,11 @@ fn worst_against_plain_sgd(profile: &RunProfile, tensor_ops: bool) -> (f64, Stri
         };
         model.visit(&mut named);
         let before = params(&model);
-        assert_eq!(named.out.len(), before.len(), "a gradient for every parameter");
+        assert_eq!(
+            named.out.len(),
+            before.len(),
+            "a gradient for every parameter"
+        );
         let want = reference.step(&before, &named.out);
         model = opt.step(model, grads, 0.1).0;
         for (name, (_, got)) in params(&model) {
@@ -438,7 +458,11 @@ fn a_run_with_averaged_scales_freezes_and_uses_the_average() {
         "avg",
         &format!("scales: \"{}\", average_channels: true,", file.display()),
     );
-    assert!(start(&runs, &p, "avg", &["--stop-after", "1"]).status.success());
+    assert!(
+        start(&runs, &p, "avg", &["--stop-after", "1"])
+            .status
+            .success()
+    );
     let dir = runs.join("avg");
     let frozen = ScalesProfile::load(&dir.join("scales.frozen.ron")).unwrap();
     let averaged = channel_average(&t0_scales());
@@ -446,7 +470,13 @@ fn a_run_with_averaged_scales_freezes_and_uses_the_average() {
     let frozen_profile = RunProfile::load(&dir.join("profile.ron")).unwrap();
     assert_eq!(frozen_profile.average_channels, Some(true));
     let fresh = TargetNet::<B>::init(&v, 4, 5, &Default::default());
-    let want = convs(&reinitialize(fresh, &v, &averaged, IdentityInit::Trained, 5));
+    let want = convs(&reinitialize(
+        fresh,
+        &v,
+        &averaged,
+        IdentityInit::Trained,
+        5,
+    ));
     assert_eq!(first_checkpoint_convs(&dir), want);
     // Resume without the frozen copy: it is rebuilt from the source, identical.
     let bytes = std::fs::read(dir.join("scales.frozen.ron")).unwrap();
@@ -463,7 +493,11 @@ fn a_run_with_hs_init_scales_and_no_reinit() {
     let runs = tmp.path().join("runs");
     let v = variant("T0").unwrap();
     let p = run_profile(tmp.path(), "hsinit", "scales: \"hs-init\", reinit: false,");
-    assert!(start(&runs, &p, "hsinit", &["--stop-after", "1"]).status.success());
+    assert!(
+        start(&runs, &p, "hsinit", &["--stop-after", "1"])
+            .status
+            .success()
+    );
     let dir = runs.join("hsinit");
     let frozen = ScalesProfile::load(&dir.join("scales.frozen.ron")).unwrap();
     assert_eq!(frozen, hs_init(&v));
@@ -487,5 +521,107 @@ fn an_unknown_scale_source_is_refused_with_the_accepted_forms() {
     assert!(
         err.contains("one does not exist") && err.contains("ones or hs-init"),
         "{err}"
+    );
+}
+
+// ---- scales derive / show ----
+
+#[test]
+fn scales_derive_writes_what_a_run_would_use_and_show_reads_every_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = |name: &str| tmp.path().join(name);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let v = variant("T0").unwrap();
+    // Generated sources need the variant.
+    let o = run(&[
+        "scales",
+        "derive",
+        "--from",
+        "ones",
+        "--variant",
+        "T0",
+        "-o",
+        &s(&out("ones.ron")),
+    ]);
+    assert!(o.status.success());
+    assert_eq!(ScalesProfile::load(&out("ones.ron")).unwrap(), ones(&v));
+    let o = run(&[
+        "scales",
+        "derive",
+        "--from",
+        "hs-init",
+        "-o",
+        &s(&out("x.ron")),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("hs-init depends on the model: give --variant"),
+        "{err}"
+    );
+    // A file, averaged; its variant comes from the file and a different --variant is refused.
+    let fixture = common::fixture("t0-scales.ron");
+    let o = run(&[
+        "scales",
+        "derive",
+        "--from",
+        &s(&fixture),
+        "--average-channels",
+        "-o",
+        &s(&out("avg.ron")),
+    ]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("channel average of"));
+    let avg = ScalesProfile::load(&out("avg.ron")).unwrap();
+    assert_eq!(avg, channel_average(&t0_scales()));
+    let o = run(&["scales", "show", &s(&fixture), "--variant", "B1"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("these scales are for variant T0"));
+    // An HS run directory and run:<name> under --runs-dir: its scales.ron.
+    let runs = out("runs");
+    let hs = runs.join("hs-20261201-120000");
+    std::fs::create_dir_all(&hs).unwrap();
+    std::fs::write(hs.join("events.jsonl"), "").unwrap();
+    hs_init(&v).save(&hs.join("scales.ron")).unwrap();
+    for source in [s(&hs), "run:hs".to_string()] {
+        let o = run(&[
+            "--runs-dir",
+            &s(&runs),
+            "scales",
+            "show",
+            &source,
+            "--average-channels",
+        ]);
+        assert!(o.status.success(), "{source}");
+        let table = String::from_utf8_lossy(&o.stdout);
+        // stage2.1 is block 1 of its stage: s = t = sqrt(2) = 1.414, u = 1.
+        let row = table.lines().find(|l| l.starts_with("stage2.1")).unwrap();
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            [
+                "stage2.1", "16", "1.414", "[", "1.414,", "1.414]", "0", "1.414", "[", "1.414,",
+                "1.414]", "0", "1.000", "[", "1.000,", "1.000]", "0"
+            ],
+            "{table}"
+        );
+        assert!(
+            table.contains("source: channel average of: HS initialization"),
+            "{table}"
+        );
+    }
+    // What derive writes is a scales profile a Target run takes as it is.
+    let p = run_profile(
+        tmp.path(),
+        "derived",
+        &format!("scales: \"{}\",", out("avg.ron").display()),
+    );
+    assert!(
+        start(&runs, &p, "derived", &["--stop-after", "1"])
+            .status
+            .success()
+    );
+    assert_eq!(
+        std::fs::read(runs.join("derived/scales.frozen.ron")).unwrap(),
+        std::fs::read(out("avg.ron")).unwrap()
     );
 }

@@ -48,7 +48,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Scales profiles: import the official .pth files, inspect a profile.
+    /// Scales profiles: import the official .pth files, derive ablation scales, inspect them.
     #[command(subcommand)]
     Scales(scales::ScalesCommand),
     /// Every model variant with its parameter counts.
@@ -164,7 +164,7 @@ fn data_spec_arg(spec: &str) -> anyhow::Result<String> {
 pub fn run() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Scales(cmd)) => scales::run(cmd),
+        Some(Command::Scales(cmd)) => scales::run(cmd, &cli.runs_dir),
         Some(Command::Models(args)) => models::run(args),
         Some(Command::Verify(args)) => verify::run(args),
         Some(Command::Bench(cmd)) => bench::run(cmd),
