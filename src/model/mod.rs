@@ -2,6 +2,7 @@
 
 pub mod blocks;
 pub mod fuse;
+pub mod kernel_stats;
 pub mod layers;
 pub mod loss;
 pub mod net;
