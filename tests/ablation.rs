@@ -625,3 +625,159 @@ fn scales_derive_writes_what_a_run_would_use_and_show_reads_every_source() {
         std::fs::read(out("avg.ron")).unwrap()
     );
 }
+
+// ---- kernel-stats (Table 11 / Fig. 5) ----
+
+fn population_std(v: &[f64]) -> f64 {
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
+}
+
+/// (centre std, surround std) of a [cout, cin, 3, 3] kernel, written out here.
+fn centre_surround(k: &[f64]) -> (f64, f64) {
+    let centre: Vec<f64> = k.iter().skip(4).step_by(9).copied().collect();
+    let surround: Vec<f64> = k
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| j % 9 != 4)
+        .map(|(_, &x)| x)
+        .collect();
+    (population_std(&centre), population_std(&surround))
+}
+
+fn json_stats(args: &[&str]) -> serde_json::Value {
+    let out = run(args);
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn pair(v: &serde_json::Value) -> (f64, f64) {
+    (
+        v["centre_std"].as_f64().unwrap(),
+        v["surround_std"].as_f64().unwrap(),
+    )
+}
+
+fn assert_pair(got: (f64, f64), want: (f64, f64), what: &str) {
+    for (g, w) in [(got.0, want.0), (got.1, want.1)] {
+        assert!(
+            (g - w).abs() <= 1e-5 * w.abs(),
+            "{what}: {got:?} vs {want:?}"
+        );
+    }
+}
+
+/// The PyTorch-written RepVGG fixture: BN fusion and branch merging of an identity block,
+/// recomputed here from the raw state dict (BN scale gamma / sqrt(var + 1e-5) per output
+/// channel; the 1x1 kernel and the identity's BN scale added to the centres).
+#[test]
+fn kernel_stats_of_official_repvgg_weights_against_the_state_dict() {
+    let pth = common::fixture("pth/t0-repvgg.pth");
+    let report = json_stats(&[
+        "kernel-stats",
+        pth.to_str().unwrap(),
+        "--variant",
+        "T0",
+        "--json",
+    ]);
+    assert_eq!(report["kind"], "repvgg", "the kind is read off the names");
+    let sd = repopt_tui::interop::read_pth(&pth).unwrap();
+    let get = |k: &str| -> Vec<f64> { sd[k].values.iter().map(|&x| x as f64).collect() };
+    let bn_scale = |p: &str| -> Vec<f64> {
+        get(&format!("{p}.weight"))
+            .iter()
+            .zip(get(&format!("{p}.running_var")))
+            .map(|(g, v)| g / (v + 1e-5).sqrt())
+            .collect()
+    };
+    let layers = report["layers"].as_array().unwrap();
+    for (index, block) in [(0usize, "stage0"), (3, "stage2.1")] {
+        let layer = &layers[index];
+        assert_eq!(layer["layer"], block);
+        let k3 = get(&format!("{block}.conv_3x3.weight"));
+        let k1 = get(&format!("{block}.conv_1x1.weight"));
+        let cout = get(&format!("{block}.bn_3x3.weight")).len();
+        let cin = k1.len() / cout;
+        let (s3, s1) = (
+            bn_scale(&format!("{block}.bn_3x3")),
+            bn_scale(&format!("{block}.bn_1x1")),
+        );
+        let fused: Vec<f64> = k3
+            .iter()
+            .enumerate()
+            .map(|(j, w)| w * s3[j / (cin * 9)])
+            .collect();
+        let mut merged = fused.clone();
+        for o in 0..cout {
+            for i in 0..cin {
+                merged[(o * cin + i) * 9 + 4] += k1[o * cin + i] * s1[o];
+            }
+        }
+        if block == "stage2.1" {
+            let sid = bn_scale(&format!("{block}.bn_identity"));
+            for o in 0..cout {
+                merged[(o * cin + o) * 9 + 4] += sid[o];
+            }
+        }
+        assert_pair(pair(&layer["train"]), centre_surround(&k3), block);
+        assert_pair(pair(&layer["bn_fused"]), centre_surround(&fused), block);
+        assert_pair(pair(&layer["merged"]), centre_surround(&merged), block);
+    }
+    // Merging piles the branches onto the centre: the merged centre spreads wider than the
+    // surroundings in every layer (what the paper's Fig. 5 shows for RepVGG).
+    for l in layers {
+        let (c, s) = pair(&l["merged"]);
+        assert!(c > 2.0 * s, "{l}");
+    }
+}
+
+#[test]
+fn kernel_stats_of_a_run_directory_and_the_errors_it_explains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let p = run_profile(tmp.path(), "ks", "scales: \"ones\",");
+    assert!(
+        start(&runs, &p, "ks", &["--stop-after", "1"])
+            .status
+            .success()
+    );
+    let dir = runs.join("ks");
+    let report = json_stats(&["kernel-stats", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(
+        (report["kind"].as_str(), report["variant"].as_str()),
+        (Some("target"), Some("T0"))
+    );
+    let convs = first_checkpoint_convs(&dir);
+    let layers = report["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 7);
+    for l in layers {
+        let name = format!("{}.conv.weight", l["layer"].as_str().unwrap());
+        let k: Vec<f64> = convs[&name].iter().map(|&x| x as f64).collect();
+        assert_pair(pair(&l["train"]), centre_surround(&k), &name);
+        // A target block has one branch: merged is the BN-fused kernel.
+        assert_eq!(l["merged"], l["bn_fused"]);
+    }
+    // The table names every layer and the three forms.
+    let out = run(&["kernel-stats", dir.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("stage3.1") && table.contains("BN fused") && table.contains("mean c/s"),
+        "{table}"
+    );
+    // A weights file without --variant, and weights of another kind.
+    let pth = common::fixture("pth/t0-target.pth");
+    let out = run(&["kernel-stats", pth.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --variant"));
+    let out = run(&[
+        "kernel-stats",
+        pth.to_str().unwrap(),
+        "--variant",
+        "T0",
+        "--kind",
+        "repvgg",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not fit the RepVGG model"), "{err}");
+}
