@@ -781,3 +781,73 @@ fn kernel_stats_of_a_run_directory_and_the_errors_it_explains() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not fit the RepVGG model"), "{err}");
 }
+
+// ---- the Table 4 grid under profiles/ablation ----
+
+#[test]
+fn the_table4_grid_profiles_parse_and_differ_only_in_their_switches() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/ablation");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ron"))
+        .collect();
+    files.sort();
+    let mut cells = Vec::new();
+    let mut hs = None;
+    for file in &files {
+        let p = RunProfile::load(file).unwrap_or_else(|e| panic!("{e}"));
+        let text = std::fs::read_to_string(file).unwrap();
+        let header = text.lines().next().unwrap();
+        match p.kind {
+            repopt_tui::profile::RunKind::HyperSearch => {
+                assert!(header.starts_with("// Hyper-Search"), "{header}");
+                assert_eq!(file.file_stem().unwrap(), "table4-hs");
+                hs = Some(p);
+            }
+            _ => {
+                assert!(header.starts_with("// Table 4 cell: "), "{header}");
+                cells.push((file.clone(), p));
+            }
+        }
+    }
+    let hs = hs.expect("the grid's Hyper-Search profile");
+    let (_, first) = &cells[0];
+    let mut switches = Vec::new();
+    for (file, p) in &cells {
+        // Same model, data, recipe, devices and seed in every cell (and the HS run's data).
+        assert_eq!(
+            (&p.variant, &p.data, &p.recipe, &p.devices, p.seed),
+            (
+                &first.variant,
+                &first.data,
+                &first.recipe,
+                &first.devices,
+                first.seed
+            ),
+            "{}",
+            file.display()
+        );
+        assert_eq!((&p.variant, &p.data), (&hs.variant, &hs.data));
+        assert_eq!(p.data.classes, Some(10));
+        switches.push((
+            p.scales.clone().unwrap_or_default(),
+            p.average_channels(),
+            p.kind == repopt_tui::profile::RunKind::Target && p.reinit(),
+            p.kind == repopt_tui::profile::RunKind::Target && p.modify_gradients(),
+        ));
+    }
+    switches.sort();
+    let s = |x: &str| x.to_string();
+    let mut expected = vec![
+        (s("run:table4-hs"), false, true, true),
+        (s("ones"), false, true, true),
+        (s("hs-init"), false, true, true),
+        (s("run:table4-hs"), true, true, true),
+        (s("run:table4-hs"), false, false, true),
+        (s("run:table4-hs"), false, true, false),
+        (s(""), false, false, false),
+    ];
+    expected.sort();
+    assert_eq!(switches, expected, "one profile per cell of the grid");
+}
