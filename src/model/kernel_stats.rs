@@ -33,7 +33,7 @@ impl CentreSurround {
     /// Of a [cout, cin, 3, 3] kernel in PyTorch layout (any multiple of 9 values).
     pub fn of(kernel: &[f32]) -> Self {
         assert!(
-            !kernel.is_empty() && kernel.len() % 9 == 0,
+            !kernel.is_empty() && kernel.len().is_multiple_of(9),
             "a 3x3 kernel has a multiple of 9 values, not {}",
             kernel.len()
         );
