@@ -851,3 +851,46 @@ fn the_table4_grid_profiles_parse_and_differ_only_in_their_switches() {
     expected.sort();
     assert_eq!(switches, expected, "one profile per cell of the grid");
 }
+
+/// A finished run writes its final weights' kernel statistics: `kernel_stats.json` equals
+/// `kernel-stats --json` of its `model.safetensors` (RepVGG, whose merged form differs).
+#[test]
+fn a_finished_run_writes_the_kernel_statistics_of_its_final_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let p = tmp.path().join("rv.ron");
+    std::fs::write(
+        &p,
+        r#"(
+    kind: Baseline,
+    variant: "T0",
+    data: (kind: Synthetic, classes: 4, image_size: 16, synthetic_train: 32, synthetic_val: 16, synthetic_seed: 3),
+    recipe: (epochs: 1, batch_size: 16, lr: 0.05, lr_scaling: false, optimizer: Sgd(momentum: 0.9, nesterov: true),
+             weight_decay: 4e-5, augment: CifarStandard, workers: 1),
+    devices: [Cpu],
+    seed: 5,
+)"#,
+    )
+    .unwrap();
+    let out = start(&runs, &p, "rv", &[]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kernel_stats.json"));
+    let dir = runs.join("rv");
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("kernel_stats.json")).unwrap()).unwrap();
+    let weights = dir.join("model.safetensors");
+    let fresh = json_stats(&[
+        "kernel-stats",
+        weights.to_str().unwrap(),
+        "--variant",
+        "T0",
+        "--json",
+    ]);
+    assert_eq!(written["kind"], "repvgg");
+    assert_eq!(written["weights"], "model.safetensors");
+    assert_eq!(written["layers"], fresh["layers"]);
+    assert_ne!(
+        written["layers"][0]["merged"], written["layers"][0]["bn_fused"],
+        "RepVGG's merged kernel is not its 3x3 branch"
+    );
+}

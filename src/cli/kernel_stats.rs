@@ -10,10 +10,11 @@ use anyhow::{Context, bail};
 use burn::tensor::TensorData;
 use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
-use serde::Serialize;
 
 use crate::device::{BackendTask, DeviceSpec, dispatch};
-use crate::model::kernel_stats::{CentreSurround, LayerKernelStats, kernel_stats};
+use crate::model::kernel_stats::{
+    CentreSurround, KernelStatsReport, LayerKernelStats, kernel_stats,
+};
 use crate::model::{DeployNet, HsNet, ModelKind, RepVggNet, TargetNet, Variant, variant};
 use crate::profile::RunKind;
 use crate::train::checkpoint;
@@ -57,15 +58,6 @@ pub struct KernelStatsArgs {
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
-}
-
-/// What the command prints with `--json`.
-#[derive(Debug, Serialize)]
-pub struct KernelStatsReport {
-    pub weights: String,
-    pub kind: String,
-    pub variant: String,
-    pub layers: Vec<LayerKernelStats>,
 }
 
 /// The model kind of a set of state-dict names.

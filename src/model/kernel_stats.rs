@@ -81,6 +81,18 @@ pub struct LayerKernelStats {
     pub merged: CentreSurround,
 }
 
+/// The kernel statistics of a whole model: what `kernel-stats --json` prints and what a run
+/// writes as `kernel_stats.json` for its final weights.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KernelStatsReport {
+    /// Where the weights came from (a file, or `model.safetensors` in a run directory).
+    pub weights: String,
+    /// `target`, `hs`, `repvgg` or `deploy`.
+    pub kind: String,
+    pub variant: String,
+    pub layers: Vec<LayerKernelStats>,
+}
+
 /// The kernels of a block in the three forms (host values, [cout, cin, 3, 3]).
 pub struct KernelForms {
     pub train: Option<Vec<f32>>,

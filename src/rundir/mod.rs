@@ -34,6 +34,8 @@ pub const LOCK_FILE: &str = "run.lock";
 pub const PROFILE_FILE: &str = "profile.ron";
 pub const SCALES_FILE: &str = "scales.ron";
 pub const FROZEN_SCALES_FILE: &str = "scales.frozen.ron";
+/// The final weights' kernel statistics (`kernel-stats --json` of `model.safetensors`).
+pub const KERNEL_STATS_FILE: &str = "kernel_stats.json";
 pub const STDOUT_LOG: &str = "stdout.log";
 pub const CKPT_DIR: &str = "ckpt";
 
