@@ -43,11 +43,6 @@ impl ScaleSource {
             },
         }
     }
-
-    /// Whether the scales are generated from the variant alone (no file is read).
-    pub fn is_generated(&self) -> bool {
-        matches!(self, ScaleSource::Ones | ScaleSource::HsInit)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -234,5 +229,35 @@ impl ScalesProfile {
         }
         let _ = writeln!(out, "negative values in all: {}", self.negative_count());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_sources_parse_by_their_form() {
+        assert_eq!(ScaleSource::parse("ones"), Ok(ScaleSource::Ones));
+        assert_eq!(ScaleSource::parse("hs-init"), Ok(ScaleSource::HsInit));
+        assert_eq!(
+            ScaleSource::parse("run:hs-b1"),
+            Ok(ScaleSource::Run("hs-b1".into()))
+        );
+        assert_eq!(
+            ScaleSource::parse("profiles/scales/b1.ron"),
+            Ok(ScaleSource::Path("profiles/scales/b1.ron".into()))
+        );
+        // Only the exact keywords are generated sources: anything else is a path.
+        assert_eq!(
+            ScaleSource::parse("./ones"),
+            Ok(ScaleSource::Path("./ones".into()))
+        );
+        assert!(ScaleSource::parse("").unwrap_err().contains("empty"));
+        assert!(
+            ScaleSource::parse("run:")
+                .unwrap_err()
+                .contains("names no run")
+        );
     }
 }
