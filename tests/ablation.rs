@@ -894,3 +894,83 @@ fn a_finished_run_writes_the_kernel_statistics_of_its_final_weights() {
         "RepVGG's merged kernel is not its 3x3 branch"
     );
 }
+
+/// The dashboard's scales view shows a finished non-HS run's `kernel_stats.json` (the values
+/// the file holds, per layer and form), and keeps its old explanation for a run without one.
+#[test]
+fn the_scales_view_shows_a_finished_runs_kernel_statistics() {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use repopt_tui::tui::keymap::Action;
+    use repopt_tui::tui::{App, AppConfig, Collector, GpuSource, Store, ui};
+    use std::sync::{Arc, Mutex};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let p = run_profile(tmp.path(), "tgt", "scales: \"ones\",");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("epochs: 2,", "epochs: 1, max_iters_per_epoch: 2,");
+    std::fs::write(&p, text).unwrap();
+    assert!(start(&runs, &p, "done", &[]).status.success());
+    assert!(
+        start(&runs, &p, "stopped", &["--stop-after", "1"])
+            .status
+            .success()
+    );
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(runs.join("done/kernel_stats.json")).unwrap())
+            .unwrap();
+
+    let profiles = tmp.path().join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    let store = Arc::new(Mutex::new(Store::new(&runs, &profiles)));
+    Collector::new(&runs, &profiles, GpuSource::Off).poll_until_loaded(&store);
+    let mut app = App::new(
+        store,
+        AppConfig {
+            mouse: false,
+            launcher: None,
+        },
+    );
+    let screen = |app: &mut App| {
+        let mut t = Terminal::new(TestBackend::new(110, 20)).unwrap();
+        t.draw(|f| ui::render(app, f)).unwrap();
+        let buf = t.backend().buffer().clone();
+        (0..buf.area.height)
+            .map(|y| {
+                (0..buf.area.width)
+                    .map(|x| buf[(x, y)].symbol().to_string())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    app.selected = Some("done".into());
+    app.act(Action::ViewScales);
+    let s = screen(&mut app);
+    assert!(s.contains("Kernel statistics of done"), "{s}");
+    assert!(
+        s.contains("trained c") && s.contains("fused c") && s.contains("merged c"),
+        "{s}"
+    );
+    // Each layer's row carries the file's ratios (2 decimals).
+    for l in written["layers"].as_array().unwrap() {
+        let name = l["layer"].as_str().unwrap();
+        let ratio = |form: &str| {
+            l[form]["centre_std"].as_f64().unwrap() / l[form]["surround_std"].as_f64().unwrap()
+        };
+        let row = s
+            .lines()
+            .find(|line| line.contains(&format!("│{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{s}"));
+        for form in ["train", "merged"] {
+            let want = format!("{:.2}", ratio(form));
+            assert!(row.contains(&want), "{name} {form}: {want} not in {row}");
+        }
+    }
+    // A run that did not finish has no kernel statistics yet: the old explanation stays.
+    app.selected = Some("stopped".into());
+    let s = screen(&mut app);
+    assert!(s.contains("Not a Hyper-Search run"), "{s}");
+}

@@ -15,7 +15,7 @@
 //! and input channel of the layer: n = cout·cin centre taps and 8·cout·cin surrounding taps.
 
 use burn::tensor::backend::Backend;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::blocks::{DeployBlock, HsBlock, RepVggBlock, TargetBlock};
 use super::fuse::{equivalent_kernel, fold, fuse_block, host};
@@ -23,7 +23,7 @@ use super::net::Net;
 use super::variant::Variant;
 
 /// Standard deviations of a layer's centre taps and of its surrounding taps.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CentreSurround {
     pub centre_std: f64,
     pub surround_std: f64,
@@ -67,7 +67,7 @@ fn population_std(values: impl Iterator<Item = f64> + Clone) -> f64 {
 }
 
 /// The statistics of one block, in forward order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerKernelStats {
     /// `stage0`, `stage1.0`, …
     pub layer: String,
@@ -83,7 +83,7 @@ pub struct LayerKernelStats {
 
 /// The kernel statistics of a whole model: what `kernel-stats --json` prints and what a run
 /// writes as `kernel_stats.json` for its final weights.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KernelStatsReport {
     /// Where the weights came from (a file, or `model.safetensors` in a run directory).
     pub weights: String,

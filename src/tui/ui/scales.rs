@@ -9,6 +9,7 @@ use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Chart, Dataset, GraphType, Paragraph, Row, Sparkline, Table, TableState};
 
+use crate::model::kernel_stats::{CentreSurround, KernelStatsReport};
 use crate::rundir::events::{LayerScales, ScaleStats, ScalesEvent};
 
 use super::super::app::{App, ScalesSource};
@@ -54,6 +55,10 @@ pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
                     r.series.scales.iter().collect(),
                 ),
                 Some(r) => {
+                    if let Some(stats) = &r.kernel_stats {
+                        render_kernel_stats(&r.summary.id, stats, f, area);
+                        return;
+                    }
                     let block = panel(format!(" Scales of {} ", r.summary.id));
                     let inner = block.inner(area);
                     f.render_widget(block, area);
@@ -464,4 +469,73 @@ fn histogram(f: &mut Frame, area: Rect, name: &str, stats: Option<&ScaleStats>, 
             axis,
         );
     }
+}
+
+/// A finished run without scales (target, RepVGG, plain SGD): its final weights' kernel
+/// statistics (`kernel_stats.json`, the paper's Table 11) — per layer the standard deviation of
+/// the 3x3 kernels' centre taps (c) and eight surrounding taps (s), as trained, with BN folded in
+/// and merged into the inference kernel.
+fn render_kernel_stats(id: &str, k: &KernelStatsReport, f: &mut Frame, area: Rect) {
+    let block = panel(format!(
+        " Kernel statistics of {id} · {} {} · std of centre (c) and surrounding (s) taps ",
+        super::kind_label(&k.kind),
+        k.variant
+    ));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let cells = |c: Option<&CentreSurround>| -> [String; 3] {
+        match c {
+            None => ["–".into(), "–".into(), "–".into()],
+            Some(c) => [
+                format::num(c.centre_std),
+                format::num(c.surround_std),
+                format!("{:.2}", c.ratio()),
+            ],
+        }
+    };
+    let form_style = [S_COLOR, T_COLOR, U_COLOR];
+    let rows: Vec<Row> = k
+        .layers
+        .iter()
+        .map(|l| {
+            let mut row = vec![Span::raw(l.layer.clone())];
+            for (i, form) in [l.train.as_ref(), l.bn_fused.as_ref(), Some(&l.merged)]
+                .into_iter()
+                .enumerate()
+            {
+                let [c, s, r] = cells(form);
+                row.push(Span::raw(c));
+                row.push(Span::raw(s));
+                row.push(Span::styled(r, Style::default().fg(form_style[i])));
+            }
+            Row::new(row)
+        })
+        .collect();
+    let mut widths = vec![Constraint::Length(9)];
+    widths.extend(
+        [
+            Constraint::Length(9),
+            Constraint::Length(8),
+            Constraint::Length(6),
+        ]
+        .repeat(3),
+    );
+    let header = Row::new(vec![
+        "layer",
+        "trained c",
+        "s",
+        "c/s",
+        "fused c",
+        "s",
+        "c/s",
+        "merged c",
+        "s",
+        "c/s",
+    ])
+    .style(
+        Style::default()
+            .fg(Color::Gray)
+            .add_modifier(Modifier::BOLD),
+    );
+    f.render_widget(Table::new(rows, widths).header(header), inner);
 }
