@@ -974,3 +974,111 @@ fn the_scales_view_shows_a_finished_runs_kernel_statistics() {
     let s = screen(&mut app);
     assert!(s.contains("Not a Hyper-Search run"), "{s}");
 }
+
+/// Fig. 6: two marked Hyper-Search runs overlaid in the scales view — per epoch the network's
+/// mean s, t, u — whose last points are the means of each run's own `scales.ron`.
+#[test]
+fn marked_hyper_search_runs_are_overlaid_in_the_scales_view() {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use repopt_tui::rundir::events::EventBody;
+    use repopt_tui::tui::keymap::Action;
+    use repopt_tui::tui::scales::network_means;
+    use repopt_tui::tui::{App, AppConfig, Collector, GpuSource, Store, ui};
+    use std::sync::{Arc, Mutex};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    for (id, seed) in [("hs-a", 1), ("hs-b", 2)] {
+        let p = tmp.path().join(format!("{id}.ron"));
+        std::fs::write(
+            &p,
+            format!(
+                r#"(
+    kind: HyperSearch,
+    variant: "T0",
+    data: (kind: Synthetic, classes: 4, image_size: 16, synthetic_train: 48, synthetic_val: 16, synthetic_seed: 3),
+    recipe: (epochs: 2, batch_size: 16, lr: 0.1, lr_scaling: false, optimizer: Sgd(momentum: 0.9, nesterov: true),
+             weight_decay: 4e-5, augment: CifarStandard, workers: 1),
+    devices: [Cpu],
+    seed: {seed},
+)"#
+            ),
+        )
+        .unwrap();
+        assert!(start(&runs, &p, id, &[]).status.success());
+        // The last scales event's network means are those of the run's own scales.ron.
+        let last = common::runs::events(&runs.join(id))
+            .into_iter()
+            .filter_map(|e| match e.body {
+                EventBody::Scales(s) => Some(s),
+                _ => None,
+            })
+            .last()
+            .unwrap();
+        let file = ScalesProfile::load(&runs.join(id).join("scales.ron")).unwrap();
+        let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+        let over = |vs: Vec<f64>| vs.iter().sum::<f64>() / vs.len() as f64;
+        let want = [
+            over(file.blocks.iter().map(|b| mean(&b.s)).collect()),
+            over(file.blocks.iter().map(|b| mean(&b.t)).collect()),
+            over(
+                file.blocks
+                    .iter()
+                    .filter_map(|b| b.u.as_deref().map(mean))
+                    .collect(),
+            ),
+        ];
+        let got = network_means(&last);
+        for k in 0..3 {
+            assert!(
+                (got[k].unwrap() - want[k]).abs() < 1e-6,
+                "{id} {k}: {got:?} vs {want:?}"
+            );
+        }
+    }
+    let profiles = tmp.path().join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    let store = Arc::new(Mutex::new(Store::new(&runs, &profiles)));
+    Collector::new(&runs, &profiles, GpuSource::Off).poll_until_loaded(&store);
+    let mut app = App::new(
+        store,
+        AppConfig {
+            mouse: false,
+            launcher: None,
+        },
+    );
+    let screen = |app: &mut App| {
+        let mut t = Terminal::new(TestBackend::new(120, 24)).unwrap();
+        t.draw(|f| ui::render(app, f)).unwrap();
+        let buf = t.backend().buffer().clone();
+        (0..buf.area.height)
+            .map(|y| {
+                (0..buf.area.width)
+                    .map(|x| buf[(x, y)].symbol().to_string())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    app.selected = Some("hs-a".into());
+    app.marked = vec!["hs-a".into()];
+    app.act(Action::ViewScales);
+    let one = screen(&mut app);
+    assert!(
+        one.contains("Scales of hs-a"),
+        "one marked run: the run's own view\n{one}"
+    );
+    app.marked.push("hs-b".into());
+    let both = screen(&mut app);
+    assert!(
+        both.contains("Scales of 2 Hyper-Search runs")
+            && both.contains("1 hs-a")
+            && both.contains("2 hs-b"),
+        "{both}"
+    );
+    for chart in ["mean s (3x3)", "mean t (1x1)", "mean u (identity)"] {
+        assert!(both.contains(chart), "{chart}\n{both}");
+    }
+    assert!(both.contains("ep 1") && both.contains("ep 2"), "{both}");
+}

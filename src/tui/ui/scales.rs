@@ -14,14 +14,29 @@ use crate::rundir::events::{LayerScales, ScaleStats, ScalesEvent};
 
 use super::super::app::{App, ScalesSource};
 use super::super::format::{self, AxisStyle};
-use super::super::store::Store;
-use super::{panel, placeholder};
+use super::super::scales::network_means;
+use super::super::store::{RunEntry, Store};
+use super::{RUN_COLORS, panel, placeholder};
 
 const S_COLOR: Color = Color::Yellow;
 const T_COLOR: Color = Color::Cyan;
 const U_COLOR: Color = Color::Magenta;
 
 pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
+    // Two or more marked Hyper-Search runs: their scales side by side over the epochs (Fig. 6).
+    if app.scales.source == ScalesSource::SelectedRun {
+        let searched: Vec<(usize, &RunEntry)> = app
+            .marked
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| store.run(id).map(|r| (i, r)))
+            .filter(|(_, r)| !r.series.scales.is_empty())
+            .collect();
+        if searched.len() >= 2 {
+            render_overlay(&searched, f, area);
+            return;
+        }
+    }
     // The epochs to show and a title.
     let (title, epochs): (String, Vec<&ScalesEvent>) = match &app.scales.source {
         ScalesSource::Profile {
@@ -538,4 +553,108 @@ fn render_kernel_stats(id: &str, k: &KernelStatsReport, f: &mut Frame, area: Rec
             .add_modifier(Modifier::BOLD),
     );
     f.render_widget(Table::new(rows, widths).header(header), inner);
+}
+
+/// Marked Hyper-Search runs overlaid (the paper's Fig. 6): per epoch the network's mean s, t
+/// and u (`network_means`), one chart per scale, one line per run in its marking colour.
+fn render_overlay(runs: &[(usize, &RunEntry)], f: &mut Frame, area: Rect) {
+    let [head, charts] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+    let names: Vec<Span> = runs
+        .iter()
+        .flat_map(|(i, r)| {
+            [
+                Span::styled(
+                    format!("{} {}", i + 1, r.summary.id),
+                    Style::default().fg(RUN_COLORS[i % RUN_COLORS.len()]),
+                ),
+                Span::raw("  "),
+            ]
+        })
+        .collect();
+    let mut line = vec![Span::styled(
+        format!(
+            " Scales of {} Hyper-Search runs · network mean per epoch · ",
+            runs.len()
+        ),
+        Style::default().add_modifier(Modifier::BOLD),
+    )];
+    line.extend(names);
+    f.render_widget(Paragraph::new(Line::from(line)), head);
+    let parts = Layout::horizontal([
+        Constraint::Ratio(1, 3),
+        Constraint::Ratio(1, 3),
+        Constraint::Ratio(1, 3),
+    ])
+    .split(charts);
+    for (k, (label, area)) in [
+        ("s (3x3)", parts[0]),
+        ("t (1x1)", parts[1]),
+        ("u (identity)", parts[2]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let series: Vec<(usize, Vec<(f64, f64)>)> = runs
+            .iter()
+            .map(|(i, r)| {
+                let pts = r
+                    .series
+                    .scales
+                    .iter()
+                    .filter_map(|e| network_means(e)[k].map(|v| (e.epoch as f64 + 1.0, v)))
+                    .collect();
+                (*i, pts)
+            })
+            .collect();
+        overlay_chart(label, &series, f, area);
+    }
+}
+
+fn overlay_chart(label: &str, series: &[(usize, Vec<(f64, f64)>)], f: &mut Frame, area: Rect) {
+    let block = panel(format!(" mean {label} "));
+    let all = || series.iter().flat_map(|(_, p)| p.iter());
+    if area.width < 12 || area.height < 5 || all().next().is_none() {
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        if all().next().is_none() {
+            placeholder(f, inner, "no such branch in these runs");
+        }
+        return;
+    }
+    let (mut y0, mut y1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+        (a.min(p.1), b.max(p.1))
+    });
+    pad(&mut y0, &mut y1);
+    let (x0, mut x1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+        (a.min(p.0), b.max(p.0))
+    });
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    let datasets: Vec<Dataset> = series
+        .iter()
+        .map(|(i, pts)| {
+            Dataset::default()
+                .data(pts)
+                .graph_type(if pts.len() <= 1 {
+                    GraphType::Scatter
+                } else {
+                    GraphType::Line
+                })
+                .marker(Marker::Braille)
+                .style(Style::default().fg(RUN_COLORS[i % RUN_COLORS.len()]))
+        })
+        .collect();
+    let label_style = Style::default().fg(Color::DarkGray);
+    let x_labels: Vec<Span> = format::axis_labels(x0, x1, 2, AxisStyle::Plain)
+        .into_iter()
+        .map(|l| Span::styled(format!("ep {l}"), label_style))
+        .collect();
+    let y_labels: Vec<Span> = format::axis_labels(y0, y1, 3, AxisStyle::Plain)
+        .into_iter()
+        .map(|l| Span::styled(l, label_style))
+        .collect();
+    let chart = Chart::new(datasets).block(block);
+    let chart = super::axes_chart(chart, ([x0, x1], x_labels), ([y0, y1], y_labels), None);
+    f.render_widget(chart, area);
 }
