@@ -1010,11 +1010,11 @@ fn marked_hyper_search_runs_are_overlaid_in_the_scales_view() {
         // The last scales event's network means are those of the run's own scales.ron.
         let last = common::runs::events(&runs.join(id))
             .into_iter()
-            .filter_map(|e| match e.body {
+            .rev()
+            .find_map(|e| match e.body {
                 EventBody::Scales(s) => Some(s),
                 _ => None,
             })
-            .last()
             .unwrap();
         let file = ScalesProfile::load(&runs.join(id).join("scales.ron")).unwrap();
         let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
