@@ -982,13 +982,14 @@ fn marked_hyper_search_runs_are_overlaid_in_the_scales_view() {
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
     use repopt_tui::rundir::events::EventBody;
+    use repopt_tui::rundir::network_means;
     use repopt_tui::tui::keymap::Action;
-    use repopt_tui::tui::scales::network_means;
     use repopt_tui::tui::{App, AppConfig, Collector, GpuSource, Store, ui};
     use std::sync::{Arc, Mutex};
 
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");
+    let mut wants = BTreeMap::new();
     for (id, seed) in [("hs-a", 1), ("hs-b", 2)] {
         let p = tmp.path().join(format!("{id}.ron"));
         std::fs::write(
@@ -1036,7 +1037,32 @@ fn marked_hyper_search_runs_are_overlaid_in_the_scales_view() {
                 "{id} {k}: {got:?} vs {want:?}"
             );
         }
+        wants.insert(id, want);
     }
+    // The same numbers as a report: `scales history` of a run directory and of run:<id>.
+    let report = json_stats(&[
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "scales",
+        "history",
+        runs.join("hs-a").to_str().unwrap(),
+        "run:hs-b",
+        "--json",
+    ]);
+    let report = report.as_array().unwrap();
+    assert_eq!(report.len(), 2);
+    for (r, id) in report.iter().zip(["hs-a", "hs-b"]) {
+        assert_eq!(r["run"], id);
+        let epochs = r["epochs"].as_array().unwrap();
+        assert_eq!(epochs.len(), 2, "one row per epoch");
+        assert_eq!(epochs[1]["epoch"], 2);
+        for (k, key) in ["s", "t", "u"].into_iter().enumerate() {
+            let got = epochs[1][key].as_f64().unwrap();
+            assert!((got - wants[id][k]).abs() < 1e-6, "{id} {key}");
+        }
+    }
+    let out = run(&["scales", "history", tmp.path().to_str().unwrap()]);
+    assert!(!out.status.success(), "not a run directory");
     let profiles = tmp.path().join("profiles");
     std::fs::create_dir_all(&profiles).unwrap();
     let store = Arc::new(Mutex::new(Store::new(&runs, &profiles)));

@@ -22,7 +22,7 @@ mod writer;
 
 pub use lock::{LockError, LockTable, RunLock, live_owner};
 pub use reader::{EventReader, ReadBatch, SkippedLine, read_all, tail_lines};
-pub use stats::scale_stats;
+pub use stats::{network_means, scale_stats};
 pub use summary::{
     RunStatus, RunSummary, list_runs, mtime as file_mtime, sort_newest_first, summarize_run,
 };

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::rundir::events::{LayerScales, ScaleStats, ScalesEvent};
+use crate::rundir::events::{LayerScales, ScalesEvent};
 use crate::rundir::scale_stats;
 
 /// Bins of the histograms computed from a profile's raw vectors.
@@ -45,59 +45,5 @@ impl ScalesProfileView for ScalesProfileFile {
                 })
                 .collect(),
         }
-    }
-}
-
-/// The network's mean s, t and u at one epoch (the paper's Fig. 6, one point per epoch): the
-/// average over layers of each layer's channel mean (every layer counts once, as in the block
-/// means of Fig. 7); u over the layers that have an identity branch, None when none has.
-pub fn network_means(e: &ScalesEvent) -> [Option<f64>; 3] {
-    let mean = |pick: &dyn Fn(&LayerScales) -> Option<&ScaleStats>| -> Option<f64> {
-        let v: Vec<f64> = e
-            .layers
-            .iter()
-            .filter_map(|l| pick(l).map(|s| s.mean))
-            .collect();
-        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-    };
-    [
-        mean(&|l| Some(&l.s)),
-        mean(&|l| Some(&l.t)),
-        mean(&|l| l.u.as_ref()),
-    ]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn network_means_by_hand() {
-        let layer = |name: &str, s: &[f32], t: &[f32], u: Option<&[f32]>| LayerScales {
-            name: name.into(),
-            s: scale_stats(s, 4),
-            t: scale_stats(t, 4),
-            u: u.map(|u| scale_stats(u, 4)),
-        };
-        let e = ScalesEvent {
-            epoch: 0,
-            layers: vec![
-                // s means 2 and 4 (every layer counts once, whatever its width): 3.
-                layer("stage0", &[1.0, 3.0], &[0.5, 0.5], None),
-                layer(
-                    "stage1.0",
-                    &[4.0, 4.0, 4.0, 4.0],
-                    &[1.5, 2.5, 3.5, 4.5],
-                    Some(&[2.0, 0.0, 1.0, 1.0]),
-                ),
-            ],
-        };
-        // t: (0.5 + 3) / 2 = 1.75; u: only stage1.0, mean 1.
-        assert_eq!(network_means(&e), [Some(3.0), Some(1.75), Some(1.0)]);
-        let no_u = ScalesEvent {
-            epoch: 0,
-            layers: vec![layer("stage0", &[1.0], &[2.0], None)],
-        };
-        assert_eq!(network_means(&no_u), [Some(1.0), Some(2.0), None]);
     }
 }

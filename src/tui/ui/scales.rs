@@ -11,10 +11,10 @@ use ratatui::widgets::{Chart, Dataset, GraphType, Paragraph, Row, Sparkline, Tab
 
 use crate::model::kernel_stats::{CentreSurround, KernelStatsReport};
 use crate::rundir::events::{LayerScales, ScaleStats, ScalesEvent};
+use crate::rundir::network_means;
 
 use super::super::app::{App, ScalesSource};
 use super::super::format::{self, AxisStyle};
-use super::super::scales::network_means;
 use super::super::store::{RunEntry, Store};
 use super::{RUN_COLORS, panel, placeholder};
 
