@@ -3,6 +3,7 @@
 
 mod bench;
 pub mod demo;
+pub mod kernel_stats;
 mod models;
 mod probe;
 mod scales;
@@ -54,7 +55,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Scales profiles: import the official .pth files, inspect a profile.
+    /// Scales profiles: import the official .pth files, derive ablation scales, inspect them.
     #[command(subcommand)]
     Scales(scales::ScalesCommand),
     /// Every model variant with its parameter counts.
@@ -78,6 +79,9 @@ pub enum Command {
     /// One trial of the probe, run in a child process.
     #[command(hide = true)]
     ProbeTrial(probe::TrialArgs),
+    /// Per layer: the spread of the 3x3 kernels' centre taps against their eight surrounding
+    /// taps, as trained, after BN fusion and after branch merging (the paper's Table 11).
+    KernelStats(kernel_stats::KernelStatsArgs),
     /// Benchmarks: training steps of the models.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -186,8 +190,9 @@ fn data_spec_arg(spec: &str) -> anyhow::Result<String> {
 pub fn run() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Scales(cmd)) => scales::run(cmd),
+        Some(Command::Scales(cmd)) => scales::run(cmd, &cli.runs_dir),
         Some(Command::Models(args)) => models::run(args),
+        Some(Command::KernelStats(args)) => kernel_stats::run(args),
         Some(Command::Verify(args)) => verify::run(args),
         Some(Command::Bench(cmd)) => bench::run(cmd),
         Some(Command::Dashboard(args)) => dashboard(args),

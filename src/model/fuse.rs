@@ -8,13 +8,13 @@ use super::blocks::{DeployBlock, RepVggBlock};
 use super::layers::{BatchNorm2d, Conv};
 use super::net::{DeployNet, RepVggNet};
 
-fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+pub(crate) fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec().expect("f32 tensor")
 }
 
 /// Folds an evaluation-mode BN into the [cout, cin, 3, 3] kernel before it: returns the kernel
 /// scaled per output channel and the bias.
-fn fold(kernel: &mut [f32], bn: &BatchNorm2d<impl Backend>) -> Vec<f32> {
+pub(crate) fn fold(kernel: &mut [f32], bn: &BatchNorm2d<impl Backend>) -> Vec<f32> {
     let (scale, shift) = bn.eval_affine();
     let (scale, shift) = (host(scale), host(shift));
     let per_out = kernel.len() / scale.len();
@@ -65,4 +65,34 @@ pub fn fuse_block<B: Backend>(block: RepVggBlock<B>) -> DeployBlock<B> {
 /// The whole network in deploy form (the classifier is kept as is).
 pub fn to_deploy<B: Backend>(model: RepVggNet<B>) -> DeployNet<B> {
     model.map_blocks(|_, block| fuse_block(block))
+}
+
+/// The single 3x3 kernel equivalent to a CSLA block s ⊙ conv3x3 + t ⊙ conv1x1 (+ u ⊙ identity):
+/// K = s[o]·W3 + centre(t[o]·W1) + centre-diagonal(u[o]) (the paper's Eq. 4, re-initialization).
+/// `w3` is [cout, cin, 3, 3], `w1` is [cout, cin, 1, 1].
+pub fn equivalent_kernel(
+    w3: &[f32],
+    w1: &[f32],
+    cin: usize,
+    s: &[f32],
+    t: &[f32],
+    u: Option<&[f32]>,
+) -> Vec<f32> {
+    let cout = s.len();
+    assert_eq!(w3.len(), cout * cin * 9, "3x3 kernel size");
+    assert_eq!(w1.len(), cout * cin, "1x1 kernel size");
+    let mut k: Vec<f32> = w3
+        .iter()
+        .enumerate()
+        .map(|(j, &w)| s[j / (cin * 9)] * w)
+        .collect();
+    for o in 0..cout {
+        for i in 0..cin {
+            k[(o * cin + i) * 9 + 4] += t[o] * w1[o * cin + i];
+        }
+        if let Some(u) = u {
+            k[(o * cin + o) * 9 + 4] += u[o];
+        }
+    }
+    k
 }

@@ -2,6 +2,7 @@
 
 pub mod blocks;
 pub mod fuse;
+pub mod kernel_stats;
 mod kind_dispatch;
 pub mod layers;
 pub mod loss;

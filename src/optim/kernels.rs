@@ -67,35 +67,9 @@ impl FactoredMask {
     }
 }
 
-/// The single 3x3 kernel equivalent to a CSLA block s ⊙ conv3x3 + t ⊙ conv1x1 (+ u ⊙ identity):
-/// K = s[o]·W3 + centre(t[o]·W1) + centre-diagonal(u[o]) (the paper's Eq. 4, re-initialization).
-/// `w3` is [cout, cin, 3, 3], `w1` is [cout, cin, 1, 1].
-pub fn equivalent_kernel(
-    w3: &[f32],
-    w1: &[f32],
-    cin: usize,
-    s: &[f32],
-    t: &[f32],
-    u: Option<&[f32]>,
-) -> Vec<f32> {
-    let cout = s.len();
-    assert_eq!(w3.len(), cout * cin * 9, "3x3 kernel size");
-    assert_eq!(w1.len(), cout * cin, "1x1 kernel size");
-    let mut k: Vec<f32> = w3
-        .iter()
-        .enumerate()
-        .map(|(j, &w)| s[j / (cin * 9)] * w)
-        .collect();
-    for o in 0..cout {
-        for i in 0..cin {
-            k[centre(o, i, cin)] += t[o] * w1[o * cin + i];
-        }
-        if let Some(u) = u {
-            k[centre(o, o, cin)] += u[o];
-        }
-    }
-    k
-}
+/// The single 3x3 kernel equivalent to a CSLA block (the paper's Eq. 4); its home is the
+/// model's fusion rules, next to RepVGG's.
+pub use crate::model::fuse::equivalent_kernel;
 
 #[cfg(test)]
 mod tests {

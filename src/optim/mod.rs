@@ -7,6 +7,7 @@ pub mod host;
 pub mod kernels;
 pub mod optimizer;
 pub mod reinit;
+pub mod scale_sources;
 pub mod schedule;
 #[cfg(feature = "tch")]
 pub mod torch;

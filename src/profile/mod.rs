@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use run::{CheckpointPolicy, OptimizerKind, Recipe, RunKind, RunProfile};
-pub use scales::{BlockScales, ScalesProfile};
+pub use scales::{BlockScales, ScaleSource, ScalesProfile};
 
 /// A profile that could not be read or does not make sense.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ProfileError, load_ron, to_ron};
+use super::{ProfileError, ScaleSource, load_ron, to_ron};
 use crate::data::{Augment, DatasetSpec};
 use crate::device::DeviceSpec;
 use crate::model::{ModelKind, Variant, variant};
@@ -169,8 +169,9 @@ pub struct RunProfile {
     /// `Cpu`, `Cuda(0)`, `Cuda(1)`, …, `LibTorchCpu`, `LibTorchCuda(0)`, … (one engine; one replica
     /// per device, gradients averaged).
     pub devices: Vec<DeviceSpec>,
-    /// Target runs: the scales profile, a path (`profiles/scales/b1.ron`) or `run:<profile
-    /// name or run id>` for the `scales.ron` of the newest such run in the runs directory.
+    /// Target runs: where the scales come from (`ScaleSource`): a scales profile
+    /// (`profiles/scales/b1.ron`), an HS run directory, `run:<profile name or run id>` for the
+    /// `scales.ron` of the newest such run in the runs directory, `ones` or `hs-init`.
     #[serde(default)]
     pub scales: Option<String>,
     /// Start from these weights instead of a fresh initialization (fine-tuning): an official
@@ -181,6 +182,19 @@ pub struct RunProfile {
     /// Target runs: what the identity branch contributes to the re-initialization.
     #[serde(default)]
     pub reinit_identity: IdentityInit,
+    /// Target runs (ablation, the paper's Table 4): replace each layer's s, t and u by their
+    /// average across the layer's channels before the RepOptimizer uses them. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_channels: Option<bool>,
+    /// Target runs (ablation): re-initialize every conv kernel from the scales (the paper's
+    /// Eq. 4) before training. Default: true; `false` trains from the plain initialization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reinit: Option<bool>,
+    /// Target runs (ablation): multiply the 3x3 kernels' gradients by the Grad Mult masks built
+    /// from the scales. Default: true; `false` updates with the plain optimizer (same momentum,
+    /// weight decay and groups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modify_gradients: Option<bool>,
     #[serde(default)]
     pub checkpoint: CheckpointPolicy,
     #[serde(default)]
@@ -358,14 +372,29 @@ impl RunProfile {
         }
         match self.kind {
             RunKind::Target => {
-                if self.scales.is_none() {
+                let Some(spec) = &self.scales else {
+                    return Err(format!(
+                        "a Target run needs `scales`: {}",
+                        ScaleSource::FORMS
+                    ));
+                };
+                ScaleSource::parse(spec).map_err(|e| format!("scales: {e}"))?;
+                if r.grad_clip.is_some() {
+                    return Err("grad_clip is for HyperSearch runs only: clipping breaks the RepOptimizer's equivalence".into());
+                }
+                if !self.reinit() && !self.modify_gradients() {
                     return Err(
-                        "a Target run needs `scales` (a scales profile, or run:<hs profile>)"
+                        "reinit: false and modify_gradients: false leave nothing of the RepOptimizer \
+                         (the scales would be unused): that run is `kind: Ablation` (plain SGD on RepOpt-VGG)"
                             .into(),
                     );
                 }
-                if r.grad_clip.is_some() {
-                    return Err("grad_clip is for HyperSearch runs only: clipping breaks the RepOptimizer's equivalence".into());
+                if self.reinit == Some(true) && self.weights.is_some() {
+                    return Err(
+                        "reinit: true and weights conflict: a run that starts from `weights` keeps them \
+                         (leave reinit out, or drop weights)"
+                            .into(),
+                    );
                 }
             }
             RunKind::HyperSearch => {}
@@ -373,6 +402,20 @@ impl RunProfile {
                 if self.scales.is_some() {
                     return Err(format!(
                         "`scales` is for Target runs; a {:?} run trains with plain SGD",
+                        self.kind
+                    ));
+                }
+            }
+        }
+        if self.kind != RunKind::Target {
+            for (name, set) in [
+                ("average_channels", self.average_channels.is_some()),
+                ("reinit", self.reinit.is_some()),
+                ("modify_gradients", self.modify_gradients.is_some()),
+            ] {
+                if set {
+                    return Err(format!(
+                        "`{name}` is a switch of Target runs (the RepOptimizer's ablations); a {:?} run has no scales to use",
                         self.kind
                     ));
                 }
@@ -412,6 +455,21 @@ impl RunProfile {
             }
         }
         Ok(())
+    }
+
+    /// Target runs: whether each layer's scales are averaged across channels (default no).
+    pub fn average_channels(&self) -> bool {
+        self.average_channels.unwrap_or(false)
+    }
+
+    /// Target runs: whether the kernels are re-initialized from the scales (default yes).
+    pub fn reinit(&self) -> bool {
+        self.reinit.unwrap_or(true)
+    }
+
+    /// Target runs: whether the gradients are multiplied by the Grad Mult masks (default yes).
+    pub fn modify_gradients(&self) -> bool {
+        self.modify_gradients.unwrap_or(true)
     }
 
     /// Images per iteration over all devices.

@@ -2,12 +2,48 @@
 //! t (1x1 branch) and, for blocks with an identity branch, u. They are the RepOptimizer's
 //! hyper-parameters, produced by a Hyper-Search run or imported from the official `.pth` files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::{ProfileError, load_ron, to_ron, write_atomic};
 use crate::model::Variant;
+
+/// Where a Target run's scales come from: the `scales` field of a run profile, and the `--from`
+/// of `scales derive` / `scales show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScaleSource {
+    /// A scales profile (`profiles/scales/b1.ron`), or an HS run directory (its `scales.ron`).
+    Path(PathBuf),
+    /// `run:<profile name or run id>`: the `scales.ron` of the newest such run in the runs
+    /// directory.
+    Run(String),
+    /// `ones`: every s, t and u equal to 1 (the paper's Table 4, "all 1").
+    Ones,
+    /// `hs-init`: the HS model's initial values (1, or sqrt(2/i) for block i > 0 of a stage; u = 1).
+    HsInit,
+}
+
+impl ScaleSource {
+    /// The accepted forms, for error messages.
+    pub const FORMS: &'static str = "a scales profile (profiles/scales/b1.ron), an HS run directory, \
+         run:<hs profile or run id>, ones, or hs-init";
+
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        match spec {
+            "" => Err(format!("empty; expected {}", Self::FORMS)),
+            "ones" => Ok(ScaleSource::Ones),
+            "hs-init" => Ok(ScaleSource::HsInit),
+            _ => match spec.strip_prefix("run:") {
+                Some("") => Err(format!(
+                    "\"{spec}\" names no run: write run:<hs profile or run id>, e.g. run:demo-hs"
+                )),
+                Some(name) => Ok(ScaleSource::Run(name.to_string())),
+                None => Ok(ScaleSource::Path(PathBuf::from(spec))),
+            },
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,7 +111,12 @@ impl ScalesProfile {
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        write_atomic(path, to_ron(self).as_bytes())
+        write_atomic(path, self.to_ron().as_bytes())
+    }
+
+    /// The profile as RON text (what `save` writes).
+    pub fn to_ron(&self) -> String {
+        to_ron(self)
     }
 
     /// Checks that the profile fits `variant`: same block names in forward order, vector lengths
@@ -188,5 +229,35 @@ impl ScalesProfile {
         }
         let _ = writeln!(out, "negative values in all: {}", self.negative_count());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_sources_parse_by_their_form() {
+        assert_eq!(ScaleSource::parse("ones"), Ok(ScaleSource::Ones));
+        assert_eq!(ScaleSource::parse("hs-init"), Ok(ScaleSource::HsInit));
+        assert_eq!(
+            ScaleSource::parse("run:hs-b1"),
+            Ok(ScaleSource::Run("hs-b1".into()))
+        );
+        assert_eq!(
+            ScaleSource::parse("profiles/scales/b1.ron"),
+            Ok(ScaleSource::Path("profiles/scales/b1.ron".into()))
+        );
+        // Only the exact keywords are generated sources: anything else is a path.
+        assert_eq!(
+            ScaleSource::parse("./ones"),
+            Ok(ScaleSource::Path("./ones".into()))
+        );
+        assert!(ScaleSource::parse("").unwrap_err().contains("empty"));
+        assert!(
+            ScaleSource::parse("run:")
+                .unwrap_err()
+                .contains("names no run")
+        );
     }
 }

@@ -23,7 +23,7 @@ mod writer;
 
 pub use lock::{LockError, LockTable, RunLock, live_owner};
 pub use reader::{EventReader, ReadBatch, SkippedLine, read_all, tail_lines};
-pub use stats::scale_stats;
+pub use stats::{network_means, scale_stats};
 pub use summary::{
     RunStatus, RunSummary, list_runs, mtime as file_mtime, sort_newest_first, summarize_run,
 };
@@ -35,6 +35,8 @@ pub const LOCK_FILE: &str = "run.lock";
 pub const PROFILE_FILE: &str = "profile.ron";
 pub const SCALES_FILE: &str = "scales.ron";
 pub const FROZEN_SCALES_FILE: &str = "scales.frozen.ron";
+/// The final weights' kernel statistics (`kernel-stats --json` of `model.safetensors`).
+pub const KERNEL_STATS_FILE: &str = "kernel_stats.json";
 pub const STDOUT_LOG: &str = "stdout.log";
 pub const CKPT_DIR: &str = "ckpt";
 

@@ -1,6 +1,6 @@
 //! Building the statistics carried by `scales` events from a raw per-channel vector.
 
-use super::events::{Histogram, ScaleStats};
+use super::events::{Histogram, LayerScales, ScaleStats, ScalesEvent};
 
 /// Mean, std (population), min, max, negative count and an equal-width histogram over
 /// [min, max] with `bins` bins (all values in bin 0 when min = max). Non-finite values are
@@ -54,6 +54,25 @@ pub fn scale_stats(values: &[f32], bins: usize) -> ScaleStats {
     }
 }
 
+/// The network's mean s, t and u at one epoch (the paper's Fig. 6, one point per epoch): the
+/// average over layers of each layer's channel mean (every layer counts once, as in the block
+/// means of Fig. 7); u over the layers that have an identity branch, None when none has.
+pub fn network_means(e: &ScalesEvent) -> [Option<f64>; 3] {
+    let mean = |pick: &dyn Fn(&LayerScales) -> Option<&ScaleStats>| -> Option<f64> {
+        let v: Vec<f64> = e
+            .layers
+            .iter()
+            .filter_map(|l| pick(l).map(|s| s.mean))
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    [
+        mean(&|l| Some(&l.s)),
+        mean(&|l| Some(&l.t)),
+        mean(&|l| l.u.as_ref()),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +87,35 @@ mod tests {
         assert_eq!(s.hist.counts, vec![1, 0, 1, 1, 2]);
         assert_eq!(scale_stats(&[], 3).hist.counts, vec![0, 0, 0]);
         assert_eq!(scale_stats(&[2.0, 2.0], 2).hist.counts, vec![2, 0]);
+    }
+
+    #[test]
+    fn network_means_by_hand() {
+        let layer = |name: &str, s: &[f32], t: &[f32], u: Option<&[f32]>| LayerScales {
+            name: name.into(),
+            s: scale_stats(s, 4),
+            t: scale_stats(t, 4),
+            u: u.map(|u| scale_stats(u, 4)),
+        };
+        let e = ScalesEvent {
+            epoch: 0,
+            layers: vec![
+                // s means 2 and 4 (every layer counts once, whatever its width): 3.
+                layer("stage0", &[1.0, 3.0], &[0.5, 0.5], None),
+                layer(
+                    "stage1.0",
+                    &[4.0, 4.0, 4.0, 4.0],
+                    &[1.5, 2.5, 3.5, 4.5],
+                    Some(&[2.0, 0.0, 1.0, 1.0]),
+                ),
+            ],
+        };
+        // t: (0.5 + 3) / 2 = 1.75; u: only stage1.0, mean 1.
+        assert_eq!(network_means(&e), [Some(3.0), Some(1.75), Some(1.0)]);
+        let no_u = ScalesEvent {
+            epoch: 0,
+            layers: vec![layer("stage0", &[1.0], &[2.0], None)],
+        };
+        assert_eq!(network_means(&no_u), [Some(1.0), Some(2.0), None]);
     }
 }

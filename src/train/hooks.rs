@@ -8,8 +8,9 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use crate::model::fuse::to_deploy;
+use crate::model::kernel_stats::{KernelStatsReport, LayerKernelStats, kernel_stats};
 use crate::model::params::named_tensors;
-use crate::model::{Classifier, HsNet, RepVggNet, TargetNet};
+use crate::model::{Classifier, HsNet, ModelKind, RepVggNet, TargetNet, Variant};
 use crate::profile::{BlockScales, ScalesProfile};
 use crate::rundir::events::{LayerScales, ScalesEvent};
 use crate::rundir::scale_stats;
@@ -26,11 +27,28 @@ pub trait TrainModel<B: AutodiffBackend>:
     fn finish(&self, _run_dir: &Path) -> anyhow::Result<Vec<String>> {
         Ok(vec![])
     }
+    /// The model kind's name (`target`, `hs`, `repvgg`).
+    fn kind(&self) -> ModelKind;
+    /// Per block: the spread of the kernel's centre and surrounding taps (the paper's Table 11).
+    fn kernel_stats(&self, variant: &Variant) -> Vec<LayerKernelStats>;
 }
 
-impl<B: AutodiffBackend> TrainModel<B> for TargetNet<B> {}
+impl<B: AutodiffBackend> TrainModel<B> for TargetNet<B> {
+    fn kind(&self) -> ModelKind {
+        ModelKind::Target
+    }
+    fn kernel_stats(&self, variant: &Variant) -> Vec<LayerKernelStats> {
+        kernel_stats(self, variant)
+    }
+}
 
 impl<B: AutodiffBackend> TrainModel<B> for HsNet<B> {
+    fn kind(&self) -> ModelKind {
+        ModelKind::Hs
+    }
+    fn kernel_stats(&self, variant: &Variant) -> Vec<LayerKernelStats> {
+        kernel_stats(self, variant)
+    }
     fn scales(&self, variant: &str, source: &str) -> Option<ScalesProfile> {
         let host = |t: burn::tensor::Tensor<B, 1>| -> Vec<f32> {
             t.into_data().convert::<f32>().to_vec().expect("f32")
@@ -55,6 +73,12 @@ impl<B: AutodiffBackend> TrainModel<B> for HsNet<B> {
 }
 
 impl<B: AutodiffBackend> TrainModel<B> for RepVggNet<B> {
+    fn kind(&self) -> ModelKind {
+        ModelKind::RepVgg
+    }
+    fn kernel_stats(&self, variant: &Variant) -> Vec<LayerKernelStats> {
+        kernel_stats(self, variant)
+    }
     fn finish(&self, run_dir: &Path) -> anyhow::Result<Vec<String>> {
         let deploy = to_deploy(self.valid());
         let path = run_dir.join("deploy.safetensors");
@@ -92,5 +116,18 @@ pub fn scales_event(profile: &ScalesProfile, epoch: u32) -> ScalesEvent {
                 u: b.u.as_deref().map(|u| scale_stats(u, 24)),
             })
             .collect(),
+    }
+}
+
+/// The kernel statistics of the final weights (`kernel_stats.json` in the run directory).
+pub fn kernel_stats_report<B: AutodiffBackend, M: TrainModel<B>>(
+    model: &M,
+    variant: &Variant,
+) -> KernelStatsReport {
+    KernelStatsReport {
+        weights: "model.safetensors".into(),
+        kind: model.kind().name().into(),
+        variant: variant.name.into(),
+        layers: model.kernel_stats(variant),
     }
 }

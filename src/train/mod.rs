@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod clocks;
 pub mod hooks;
 pub mod replicas;
+pub mod scales;
 pub mod timing;
 pub mod trainer;
 pub mod weights;
@@ -20,7 +21,7 @@ use crate::device::{BackendTask, DeviceChoice, dispatch};
 use crate::model::{ModelKind, TargetNet};
 use crate::optim::{GradMults, OptimizerConfig, RepOptimizer, UpdateRule, reinitialize};
 use crate::output::plural;
-use crate::profile::{OptimizerKind, RunKind, RunProfile, ScalesProfile};
+use crate::profile::{OptimizerKind, RunKind, RunProfile, ScaleSource, ScalesProfile};
 use crate::rundir::events::{EventBody, Failed};
 use crate::rundir::{
     CKPT_DIR, EVENTS_FILE, EventWriter, FROZEN_SCALES_FILE, PROFILE_FILE, RunLock, SCALES_FILE,
@@ -73,27 +74,6 @@ pub fn newest_run(runs_dir: &Path, name: &str, file: Option<&str>) -> Option<Pat
     dirs.pop()
 }
 
-/// Resolves the profile's `scales`: a file, or `run:<name>` for the newest such run's scales.
-fn resolve_scales(spec: &str, runs_dir: &Path) -> anyhow::Result<PathBuf> {
-    if let Some(name) = spec.strip_prefix("run:") {
-        return newest_run(runs_dir, name, Some(SCALES_FILE)).map(|d| d.join(SCALES_FILE)).with_context(|| {
-            format!(
-                "scales: \"{spec}\": no run of '{name}' with a {SCALES_FILE} under {}: run the Hyper-Search first \
-                 (repopt-tui --profile profiles/{name}.ron) or point scales at a scales profile",
-                runs_dir.display()
-            )
-        });
-    }
-    let path = PathBuf::from(spec);
-    if !path.exists() {
-        bail!(
-            "scales: {} does not exist (import one with `repopt-tui scales import`, or use run:<hs profile>)",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
 /// A run id is one folder name under the runs directory: not empty, no `/`, not `.` or `..`, no
 /// leading `.` (hidden, and the dashboard's temporaries), no control characters, at most 200
 /// bytes.
@@ -142,25 +122,18 @@ struct FrozenScales {
 /// checkpoint recorded.
 fn frozen_scales(
     dir: &Path,
-    source: &Path,
+    spec: &str,
+    average: bool,
     variant: &crate::model::Variant,
     resume: Option<&(PathBuf, checkpoint::Checkpoint)>,
 ) -> anyhow::Result<FrozenScales> {
     let frozen = dir.join(FROZEN_SCALES_FILE);
-    let parse = |bytes: &[u8], path: &Path| -> anyhow::Result<ScalesProfile> {
-        let text = std::str::from_utf8(bytes)
-            .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
-        let scales: ScalesProfile = crate::profile::parse_ron(text, path)?;
-        scales
-            .check(variant)
-            .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
-        Ok(scales)
-    };
+    let parse = |bytes: &[u8], path: &Path| scales::parse_scales(bytes, path, variant);
+    let source = ScaleSource::parse(spec).map_err(|e| anyhow::anyhow!("scales: {e}"))?;
     let Some((ckpt_path, ckpt)) = resume else {
-        // New run: read the source once, check it, freeze exactly those bytes.
-        let bytes = std::fs::read(source)
-            .with_context(|| format!("cannot read the scales {}", source.display()))?;
-        let scales = parse(&bytes, source)?;
+        // New run: read (or generate) the scales once, check them, freeze exactly those bytes.
+        let (bytes, source) = scales::source_bytes(&source, average, variant)?;
+        let scales = parse(&bytes, &source)?;
         return Ok(FrozenScales {
             scales,
             sha256: Some(checkpoint::sha256_hex(&bytes)),
@@ -168,8 +141,7 @@ fn frozen_scales(
         });
     };
     if !frozen.exists() {
-        let bytes = std::fs::read(source)
-            .with_context(|| format!("cannot read the scales {}", source.display()))?;
+        let (bytes, source) = scales::source_bytes(&source, average, variant)?;
         let sha = checkpoint::sha256_hex(&bytes);
         match &ckpt.state.scales_sha256 {
             // A run started before scales were frozen: the best left is the file its profile names.
@@ -193,7 +165,7 @@ fn frozen_scales(
         }
         let sha = ckpt.state.scales_sha256.as_ref().map(|_| sha);
         return Ok(FrozenScales {
-            scales: parse(&bytes, source)?,
+            scales: parse(&bytes, &source)?,
             sha256: sha,
             new_copy: None,
         });
@@ -232,7 +204,7 @@ fn warn_if_profile_differs(given: &Path, frozen_path: &Path, frozen: &RunProfile
     }
     let mut differs = Vec::new();
     let f = frozen;
-    let pairs: [(&str, bool); 9] = [
+    let pairs: [(&str, bool); 12] = [
         ("kind", p.kind != f.kind),
         ("variant", p.variant != f.variant),
         ("data", p.data != f.data),
@@ -242,6 +214,15 @@ fn warn_if_profile_differs(given: &Path, frozen_path: &Path, frozen: &RunProfile
         ("checkpoint", p.checkpoint != f.checkpoint),
         ("reinit_identity", p.reinit_identity != f.reinit_identity),
         ("weights", p.weights != f.weights),
+        (
+            "average_channels",
+            p.average_channels() != f.average_channels(),
+        ),
+        ("reinit", p.reinit() != f.reinit()),
+        (
+            "modify_gradients",
+            p.modify_gradients() != f.modify_gradients(),
+        ),
     ];
     for (name, differ) in pairs {
         if differ {
@@ -529,11 +510,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         }
         // Freeze the resolved profile: absolute paths, scales resolved to a file.
         if let Some(spec) = profile.scales.clone() {
-            profile.scales = Some(
-                absolute(&resolve_scales(&spec, &opts.runs_dir)?)
-                    .display()
-                    .to_string(),
-            );
+            profile.scales = Some(scales::source_spec(&scales::resolve_scale_source(
+                &spec,
+                &opts.runs_dir,
+            )?));
         }
         if let Some(p) = &profile.data.path {
             profile.data.path = Some(absolute(p));
@@ -574,9 +554,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
             );
         }
         let scales = match (&profile.scales, profile.kind) {
-            (Some(path), RunKind::Target) => Some(frozen_scales(
+            (Some(spec), RunKind::Target) => Some(frozen_scales(
                 &dir,
-                Path::new(path),
+                spec,
+                profile.average_channels(),
                 &profile.variant(),
                 resume.as_ref(),
             )?),
@@ -683,6 +664,52 @@ fn start<B: burn::tensor::backend::Backend, M: burn::module::Module<B>>(
     }
 }
 
+/// The optimizer settings of a run's recipe (rule, weight decay, HS gradient clipping).
+pub fn optimizer_config(profile: &RunProfile) -> OptimizerConfig {
+    let rule = match profile.recipe.optimizer {
+        OptimizerKind::Sgd { momentum, nesterov } => UpdateRule::Sgd { momentum, nesterov },
+        OptimizerKind::AdamW { beta1, beta2, eps } => UpdateRule::AdamW { beta1, beta2, eps },
+    };
+    let mut cfg = OptimizerConfig::new(rule, profile.recipe.weight_decay);
+    cfg.grad_clip_norm = profile.recipe.grad_clip;
+    cfg
+}
+
+/// A new Target run's model: the seed's fresh initialization, re-initialized from `scales`
+/// (the paper's Eq. 4) unless the profile says `reinit: false`.
+pub fn target_model<B: burn::tensor::backend::Backend>(
+    profile: &RunProfile,
+    scales: &ScalesProfile,
+    classes: usize,
+    device: &B::Device,
+) -> TargetNet<B> {
+    let v = profile.variant();
+    let model = TargetNet::<B>::init(&v, classes, profile.seed, device);
+    if profile.reinit() {
+        reinitialize(model, &v, scales, profile.reinit_identity, profile.seed)
+    } else {
+        model
+    }
+}
+
+/// A Target run's optimizer: the RepOptimizer with the Grad Mult masks of `scales`, or, with
+/// `modify_gradients: false`, the plain optimizer of the recipe (same rule, weight decay and
+/// decay groups, no masks).
+pub fn target_optimizer<B: burn::tensor::backend::Backend>(
+    profile: &RunProfile,
+    scales: &ScalesProfile,
+    device: &B::Device,
+) -> RepOptimizer<B> {
+    let cfg = optimizer_config(profile);
+    if profile.modify_gradients() {
+        let masks =
+            GradMults::from_scales(scales, &profile.variant(), cfg.rule.mask_power(), device);
+        RepOptimizer::new(cfg, masks)
+    } else {
+        RepOptimizer::plain(cfg)
+    }
+}
+
 struct TrainTask<'a>(&'a mut RunCtx);
 
 impl BackendTask for TrainTask<'_> {
@@ -692,12 +719,8 @@ impl BackendTask for TrainTask<'_> {
         let p = ctx.profile.clone();
         let v = p.variant();
         let classes = ctx.data.classes;
-        let rule = match p.recipe.optimizer {
-            OptimizerKind::Sgd { momentum, nesterov } => UpdateRule::Sgd { momentum, nesterov },
-            OptimizerKind::AdamW { beta1, beta2, eps } => UpdateRule::AdamW { beta1, beta2, eps },
-        };
-        let mut cfg = OptimizerConfig::new(rule, p.recipe.weight_decay);
-        cfg.grad_clip_norm = p.recipe.grad_clip;
+        let cfg = optimizer_config(&p);
+        let rule = cfg.rule;
         let main = &devices[0];
         // Fine-tuning: the profile's weights replace the fresh ones (not on resume: the
         // checkpoint has newer ones).
@@ -707,19 +730,23 @@ impl BackendTask for TrainTask<'_> {
                 let scales = ctx.scales.clone().context("a Target run needs scales")?;
                 if let UpdateRule::AdamW { .. } = rule
                     && scales.negative_count() > 0
+                    && p.modify_gradients()
                 {
                     crate::errln!(
                         "warning: the scales have {} negative values: the AdamW RepOptimizer is exactly equivalent only for positive scales",
                         scales.negative_count()
                     );
                 }
-                let mut model = TargetNet::<B>::init(&v, classes, p.seed, main);
-                if ctx.resume.is_none() && start_from.is_none() {
-                    model = reinitialize(model, &v, &scales, p.reinit_identity, p.seed);
-                }
+                // A resumed run's weights come from its checkpoint, a fine-tuning run's from
+                // `weights`: neither is re-initialized.
+                let model = if ctx.resume.is_none() && start_from.is_none() {
+                    target_model::<B>(&p, &scales, classes, main)
+                } else {
+                    TargetNet::<B>::init(&v, classes, p.seed, main)
+                };
                 let model = start(&start_from, model, ModelKind::Target.label(), main)?;
-                let masks = GradMults::from_scales(&scales, &v, rule.mask_power(), main);
-                trainer::train(ctx, &devices, model, RepOptimizer::new(cfg, masks), |d| {
+                let opt = target_optimizer(&p, &scales, main);
+                trainer::train(ctx, &devices, model, opt, |d| {
                     TargetNet::init(&v, classes, p.seed, d)
                 })
             }

@@ -23,7 +23,7 @@ use crate::optim::RepOptimizer;
 use crate::output::plural;
 use crate::profile::{RunProfile, ScalesProfile};
 use crate::rundir::events::{self, EventBody};
-use crate::rundir::{CKPT_DIR, EventWriter, SCALES_FILE};
+use crate::rundir::{CKPT_DIR, EventWriter, KERNEL_STATS_FILE, SCALES_FILE};
 
 /// How a run process ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -573,6 +573,12 @@ fn finish_run<B: AutodiffBackend, M: TrainModel<B>>(
         profile.kind.event_name(),
     )?;
     extra.push("model.safetensors".into());
+    let stats = super::hooks::kernel_stats_report(model, &profile.variant());
+    let path = ctx.dir.join(KERNEL_STATS_FILE);
+    let json = serde_json::to_string_pretty(&stats).expect("kernel statistics serialize");
+    crate::profile::write_atomic(&path, json.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    extra.push(KERNEL_STATS_FILE.into());
     if let (Some(scales), Some(export)) = (&ctx.scales, &profile.export_scales) {
         scales
             .save(export)

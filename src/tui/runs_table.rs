@@ -427,6 +427,8 @@ mod tests {
             bytes_read: 0,
             bytes_total: 0,
             config: RunConfig::default(),
+            kernel_stats: None,
+            kernel_stats_mtime: None,
         };
         r.summary.images_per_s = Some(1330.0);
         assert_eq!(Column::ImagesPerS.cell(&r, 0.0), "1.33k");

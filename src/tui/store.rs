@@ -17,6 +17,7 @@ use crate::rundir::{
 };
 
 use super::series::RunSeries;
+use crate::model::kernel_stats::KernelStatsReport;
 
 /// Bytes read from one events file per poll: a huge file loads progressively, the UI stays live.
 const CHUNK_BYTES: u64 = 16 << 20;
@@ -37,6 +38,16 @@ pub struct RunEntry {
     pub bytes_total: u64,
     /// The run's configuration, read from its frozen `profile.ron`.
     pub config: super::runs_table::RunConfig,
+    /// The final weights' kernel statistics (`kernel_stats.json`, written when a run finishes)
+    /// and that file's modification time.
+    pub kernel_stats: Option<KernelStatsReport>,
+    pub kernel_stats_mtime: Option<f64>,
+}
+
+/// A run's `kernel_stats.json`, if it has a readable one.
+fn read_kernel_stats(run_dir: &Path) -> Option<KernelStatsReport> {
+    let bytes = std::fs::read(run_dir.join(crate::rundir::KERNEL_STATS_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// One GPU sample for the history sparklines.
@@ -249,6 +260,14 @@ impl Collector {
                 s.run(id).is_none_or(|r| r.config.mtime != profile_mtime)
             };
             let config = config_stale.then(|| super::runs_table::RunConfig::load(path));
+            let stats_mtime =
+                crate::rundir::file_mtime(&path.join(crate::rundir::KERNEL_STATS_FILE));
+            let stats_stale = {
+                let s = lock(store);
+                s.run(id)
+                    .is_none_or(|r| r.kernel_stats_mtime != stats_mtime)
+            };
+            let kernel_stats = stats_stale.then(|| read_kernel_stats(path));
 
             let mut s = lock(store);
             let idx = match s.runs.iter().position(|r| &r.summary.id == id) {
@@ -262,6 +281,8 @@ impl Collector {
                         bytes_read: 0,
                         bytes_total: 0,
                         config: Default::default(),
+                        kernel_stats: None,
+                        kernel_stats_mtime: None,
                     });
                     added = true;
                     s.runs.len() - 1
@@ -285,6 +306,11 @@ impl Collector {
             }
             if let Some(config) = config {
                 entry.config = config;
+                changed = true;
+            }
+            if let Some(stats) = kernel_stats {
+                entry.kernel_stats = stats;
+                entry.kernel_stats_mtime = stats_mtime;
                 changed = true;
             }
             entry.summary.skipped_lines = skipped;

@@ -9,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod ablation;
 mod cli_core;
 mod cli_runs;
 mod event_schema;

@@ -9,18 +9,34 @@ use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Chart, Dataset, GraphType, Paragraph, Row, Sparkline, Table, TableState};
 
+use crate::model::kernel_stats::{CentreSurround, KernelStatsReport};
 use crate::rundir::events::{LayerScales, ScaleStats, ScalesEvent};
+use crate::rundir::network_means;
 
 use super::super::app::{App, ScalesSource};
 use super::super::format::{self, AxisStyle};
-use super::super::store::Store;
-use super::{panel, placeholder};
+use super::super::store::{RunEntry, Store};
+use super::{RUN_COLORS, panel, placeholder};
 
 const S_COLOR: Color = Color::Yellow;
 const T_COLOR: Color = Color::Cyan;
 const U_COLOR: Color = Color::Magenta;
 
 pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
+    // Two or more marked Hyper-Search runs: their scales side by side over the epochs (Fig. 6).
+    if app.scales.source == ScalesSource::SelectedRun {
+        let searched: Vec<(usize, &RunEntry)> = app
+            .marked
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| store.run(id).map(|r| (i, r)))
+            .filter(|(_, r)| !r.series.scales.is_empty())
+            .collect();
+        if searched.len() >= 2 {
+            render_overlay(&searched, f, area);
+            return;
+        }
+    }
     // The epochs to show and a title.
     let (title, epochs): (String, Vec<&ScalesEvent>) = match &app.scales.source {
         ScalesSource::Profile {
@@ -54,6 +70,10 @@ pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
                     r.series.scales.iter().collect(),
                 ),
                 Some(r) => {
+                    if let Some(stats) = &r.kernel_stats {
+                        render_kernel_stats(&r.summary.id, stats, f, area);
+                        return;
+                    }
                     let block = panel(format!(" Scales of {} ", r.summary.id));
                     let inner = block.inner(area);
                     f.render_widget(block, area);
@@ -464,4 +484,177 @@ fn histogram(f: &mut Frame, area: Rect, name: &str, stats: Option<&ScaleStats>, 
             axis,
         );
     }
+}
+
+/// A finished run without scales (target, RepVGG, plain SGD): its final weights' kernel
+/// statistics (`kernel_stats.json`, the paper's Table 11) — per layer the standard deviation of
+/// the 3x3 kernels' centre taps (c) and eight surrounding taps (s), as trained, with BN folded in
+/// and merged into the inference kernel.
+fn render_kernel_stats(id: &str, k: &KernelStatsReport, f: &mut Frame, area: Rect) {
+    let block = panel(format!(
+        " Kernel statistics of {id} · {} {} · std of centre (c) and surrounding (s) taps ",
+        super::kind_label(&k.kind),
+        k.variant
+    ));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let cells = |c: Option<&CentreSurround>| -> [String; 3] {
+        match c {
+            None => ["–".into(), "–".into(), "–".into()],
+            Some(c) => [
+                format::num(c.centre_std),
+                format::num(c.surround_std),
+                format!("{:.2}", c.ratio()),
+            ],
+        }
+    };
+    let form_style = [S_COLOR, T_COLOR, U_COLOR];
+    let rows: Vec<Row> = k
+        .layers
+        .iter()
+        .map(|l| {
+            let mut row = vec![Span::raw(l.layer.clone())];
+            for (i, form) in [l.train.as_ref(), l.bn_fused.as_ref(), Some(&l.merged)]
+                .into_iter()
+                .enumerate()
+            {
+                let [c, s, r] = cells(form);
+                row.push(Span::raw(c));
+                row.push(Span::raw(s));
+                row.push(Span::styled(r, Style::default().fg(form_style[i])));
+            }
+            Row::new(row)
+        })
+        .collect();
+    let mut widths = vec![Constraint::Length(9)];
+    widths.extend(
+        [
+            Constraint::Length(9),
+            Constraint::Length(8),
+            Constraint::Length(6),
+        ]
+        .repeat(3),
+    );
+    let header = Row::new(vec![
+        "layer",
+        "trained c",
+        "s",
+        "c/s",
+        "fused c",
+        "s",
+        "c/s",
+        "merged c",
+        "s",
+        "c/s",
+    ])
+    .style(
+        Style::default()
+            .fg(Color::Gray)
+            .add_modifier(Modifier::BOLD),
+    );
+    f.render_widget(Table::new(rows, widths).header(header), inner);
+}
+
+/// Marked Hyper-Search runs overlaid (the paper's Fig. 6): per epoch the network's mean s, t
+/// and u (`network_means`), one chart per scale, one line per run in its marking colour.
+fn render_overlay(runs: &[(usize, &RunEntry)], f: &mut Frame, area: Rect) {
+    let [head, charts] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+    let names: Vec<Span> = runs
+        .iter()
+        .flat_map(|(i, r)| {
+            [
+                Span::styled(
+                    format!("{} {}", i + 1, r.summary.id),
+                    Style::default().fg(RUN_COLORS[i % RUN_COLORS.len()]),
+                ),
+                Span::raw("  "),
+            ]
+        })
+        .collect();
+    let mut line = vec![Span::styled(
+        format!(
+            " Scales of {} Hyper-Search runs · network mean per epoch · ",
+            runs.len()
+        ),
+        Style::default().add_modifier(Modifier::BOLD),
+    )];
+    line.extend(names);
+    f.render_widget(Paragraph::new(Line::from(line)), head);
+    let parts = Layout::horizontal([
+        Constraint::Ratio(1, 3),
+        Constraint::Ratio(1, 3),
+        Constraint::Ratio(1, 3),
+    ])
+    .split(charts);
+    for (k, (label, area)) in [
+        ("s (3x3)", parts[0]),
+        ("t (1x1)", parts[1]),
+        ("u (identity)", parts[2]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let series: Vec<(usize, Vec<(f64, f64)>)> = runs
+            .iter()
+            .map(|(i, r)| {
+                let pts = r
+                    .series
+                    .scales
+                    .iter()
+                    .filter_map(|e| network_means(e)[k].map(|v| (e.epoch as f64 + 1.0, v)))
+                    .collect();
+                (*i, pts)
+            })
+            .collect();
+        overlay_chart(label, &series, f, area);
+    }
+}
+
+fn overlay_chart(label: &str, series: &[(usize, Vec<(f64, f64)>)], f: &mut Frame, area: Rect) {
+    let block = panel(format!(" mean {label} "));
+    let all = || series.iter().flat_map(|(_, p)| p.iter());
+    if area.width < 12 || area.height < 5 || all().next().is_none() {
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        if all().next().is_none() {
+            placeholder(f, inner, "no such branch in these runs");
+        }
+        return;
+    }
+    let (mut y0, mut y1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+        (a.min(p.1), b.max(p.1))
+    });
+    pad(&mut y0, &mut y1);
+    let (x0, mut x1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+        (a.min(p.0), b.max(p.0))
+    });
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    let datasets: Vec<Dataset> = series
+        .iter()
+        .map(|(i, pts)| {
+            Dataset::default()
+                .data(pts)
+                .graph_type(if pts.len() <= 1 {
+                    GraphType::Scatter
+                } else {
+                    GraphType::Line
+                })
+                .marker(Marker::Braille)
+                .style(Style::default().fg(RUN_COLORS[i % RUN_COLORS.len()]))
+        })
+        .collect();
+    let label_style = Style::default().fg(Color::DarkGray);
+    let x_labels: Vec<Span> = format::axis_labels(x0, x1, 2, AxisStyle::Plain)
+        .into_iter()
+        .map(|l| Span::styled(format!("ep {l}"), label_style))
+        .collect();
+    let y_labels: Vec<Span> = format::axis_labels(y0, y1, 3, AxisStyle::Plain)
+        .into_iter()
+        .map(|l| Span::styled(l, label_style))
+        .collect();
+    let chart = Chart::new(datasets).block(block);
+    let chart = super::axes_chart(chart, ([x0, x1], x_labels), ([y0, y1], y_labels), None);
+    f.render_widget(chart, area);
 }
