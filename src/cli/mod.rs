@@ -190,7 +190,7 @@ fn data_spec_arg(spec: &str) -> anyhow::Result<String> {
 pub fn run() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Scales(cmd)) => scales::run(cmd, &cli.runs_dir),
+        Some(Command::Scales(cmd)) => scales::run(cmd),
         Some(Command::Models(args)) => models::run(args),
         Some(Command::KernelStats(args)) => kernel_stats::run(args),
         Some(Command::Verify(args)) => verify::run(args),
@@ -298,7 +298,15 @@ mod tests {
 
     #[test]
     fn runs_dir_only_where_run_directories_are_used() {
-        let users = ["", "dashboard", "probe", "demo"];
+        let users = [
+            "",
+            "dashboard",
+            "probe",
+            "demo",
+            "scales derive",
+            "scales show",
+            "scales history",
+        ];
         for (path, cmd) in commands() {
             let has = cmd
                 .get_arguments()

@@ -44,6 +44,8 @@ pub enum ScalesCommand {
         /// Where to write the profile.
         #[arg(short, long, value_name = "FILE.ron")]
         output: PathBuf,
+        #[command(flatten)]
+        dir: super::RunsDirArg,
     },
     /// Per block: mean/min/max of s, t, u and how many are negative — of a scales profile or of
     /// any source `derive` takes.
@@ -56,6 +58,8 @@ pub enum ScalesCommand {
         /// Show each layer's scales averaged across its channels.
         #[arg(long)]
         average_channels: bool,
+        #[command(flatten)]
+        dir: super::RunsDirArg,
     },
     /// The paper's Fig. 6 as numbers: per epoch the network's mean s, t and u (the average over
     /// layers of each layer's channel mean) of one or more Hyper-Search runs, from their events.
@@ -66,6 +70,8 @@ pub enum ScalesCommand {
         /// Print JSON instead of the table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        dir: super::RunsDirArg,
     },
 }
 
@@ -177,7 +183,7 @@ fn scales_of(
     load_scale_source(&source, average, &v)
 }
 
-pub fn run(cmd: ScalesCommand, runs_dir: &Path) -> anyhow::Result<ExitCode> {
+pub fn run(cmd: ScalesCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ScalesCommand::Import {
             file,
@@ -202,8 +208,9 @@ pub fn run(cmd: ScalesCommand, runs_dir: &Path) -> anyhow::Result<ExitCode> {
             variant,
             average_channels,
             output,
+            dir,
         } => {
-            let profile = scales_of(&from, variant.as_deref(), average_channels, runs_dir)?;
+            let profile = scales_of(&from, variant.as_deref(), average_channels, &dir.runs_dir)?;
             profile
                 .save(&output)
                 .with_context(|| format!("cannot write {}", output.display()))?;
@@ -219,14 +226,15 @@ pub fn run(cmd: ScalesCommand, runs_dir: &Path) -> anyhow::Result<ExitCode> {
             source,
             variant,
             average_channels,
+            dir,
         } => {
-            let profile = scales_of(&source, variant.as_deref(), average_channels, runs_dir)?;
+            let profile = scales_of(&source, variant.as_deref(), average_channels, &dir.runs_dir)?;
             crate::out!("{}", profile.summary_table());
         }
-        ScalesCommand::History { runs, json } => {
+        ScalesCommand::History { runs, json, dir } => {
             let histories = runs
                 .iter()
-                .map(|r| history(r, runs_dir))
+                .map(|r| history(r, &dir.runs_dir))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             if json {
                 crate::outln!("{}", serde_json::to_string_pretty(&histories)?);

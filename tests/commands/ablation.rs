@@ -585,12 +585,12 @@ fn scales_derive_writes_what_a_run_would_use_and_show_reads_every_source() {
     hs_init(&v).save(&hs.join("scales.ron")).unwrap();
     for source in [s(&hs), "run:hs".to_string()] {
         let o = run(&[
-            "--runs-dir",
-            &s(&runs),
             "scales",
             "show",
             &source,
             "--average-channels",
+            "--runs-dir",
+            &s(&runs),
         ]);
         assert!(o.status.success(), "{source}");
         let table = String::from_utf8_lossy(&o.stdout);
@@ -1041,13 +1041,13 @@ fn marked_hyper_search_runs_are_overlaid_in_the_scales_view() {
     }
     // The same numbers as a report: `scales history` of a run directory and of run:<id>.
     let report = json_stats(&[
-        "--runs-dir",
-        runs.to_str().unwrap(),
         "scales",
         "history",
         runs.join("hs-a").to_str().unwrap(),
         "run:hs-b",
         "--json",
+        "--runs-dir",
+        runs.to_str().unwrap(),
     ]);
     let report = report.as_array().unwrap();
     assert_eq!(report.len(), 2);
