@@ -16,7 +16,6 @@ use crate::probe::{
 };
 use crate::profile::RunProfile;
 use crate::rundir::events::{self, EventBody};
-use crate::rundir::{EventWriter, RunLock};
 
 #[derive(Args, Debug)]
 pub struct ProbeArgs {
@@ -234,10 +233,10 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| crate::probe::default_run_id(&args.profile, crate::rundir::unix_now()));
     let dir = runs_dir.join(&run_id);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let _lock = RunLock::acquire(&dir)?;
-    let mut events = EventWriter::open(&dir)
-        .with_context(|| format!("cannot write events in {}", dir.display()))?;
+    let crate::rundir::OwnedRunDir {
+        lock: _lock,
+        mut events,
+    } = crate::rundir::own_run_dir(&dir, None)?;
     let _ = crate::profile::write_atomic(
         &dir.join(crate::rundir::PROFILE_FILE),
         profile.to_ron().as_bytes(),

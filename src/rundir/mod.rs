@@ -13,6 +13,7 @@
 //! `events.jsonl`), [`EventWriter`] (append-only, one `write` per line), [`RunLock`] /
 //! [`live_owner`] (who owns the run), [`RunSummary`] / [`list_runs`] (what the runs list shows).
 
+mod create;
 pub mod events;
 pub mod ids;
 mod lock;
@@ -21,6 +22,7 @@ mod stats;
 mod summary;
 mod writer;
 
+pub use create::{OwnRunDirError, OwnedRunDir, own_run_dir};
 pub use lock::{LockError, LockTable, RunLock, live_owner};
 pub use reader::{EventReader, ReadBatch, SkippedLine, read_all, tail_lines};
 pub use stats::{network_means, scale_stats};

@@ -114,6 +114,19 @@ struct FrozenScales {
     new_copy: Option<Vec<u8>>,
 }
 
+impl FrozenScales {
+    /// Writes a new run's copy as `scales.frozen.ron` in its (now existing) directory; returns
+    /// the scales and the checksum its checkpoints record.
+    fn freeze_in(self, dir: &Path) -> anyhow::Result<(ScalesProfile, Option<String>)> {
+        if let Some(bytes) = &self.new_copy {
+            let frozen = dir.join(FROZEN_SCALES_FILE);
+            crate::profile::write_atomic(&frozen, bytes)
+                .with_context(|| format!("cannot write {}", frozen.display()))?;
+        }
+        Ok((self.scales, self.sha256))
+    }
+}
+
 /// The scales of a Target run, from its own directory: a run is reproducible from that directory
 /// alone, whatever happens later to the file its profile named (`run:<hs>` resolves to an HS run's
 /// `scales.ron`, which that run rewrites every epoch; a scales profile can be edited). A new run
@@ -417,165 +430,46 @@ fn fail_in_existing(dir: &Path, e: anyhow::Error) -> anyhow::Error {
 }
 
 /// Starts or resumes the run of `opts.profile` in the foreground.
+///
+/// The parts, in order: signal handlers ([`stop_on_signals`]), the run to start
+/// ([`resumed_run`] or [`new_run`]), every check that can fail before the run directory is
+/// created ([`check_before_start`]), the directory taken over and the scales frozen in it, then
+/// the training task on the profile's devices.
 pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
-    // From the start: a signal during start-up (data scan, scales) is not lost, and SIGHUP does
-    // not kill a run whose terminal went away before training began.
-    let stop = Arc::new(AtomicUsize::new(0));
-    // SIGHUP (the SSH connection or terminal went away) stops the run as SIGINT does: checkpoint,
-    // `stopped` event, exit 0; output to the dead terminal is best-effort (src/output.rs).
-    // Under `nohup` SIGHUP is ignored on purpose: then it stays ignored and the run goes on.
-    let hup = (!signal_ignored(libc::SIGHUP)).then_some(signal_hook::consts::SIGHUP);
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]
-        .into_iter()
-        .chain(hup)
-    {
-        signal_hook::flag::register_usize(signal, stop.clone(), signal as usize)
-            .context("cannot install the signal handlers")?;
-    }
+    let stop = stop_on_signals()?;
     if let Some(id) = &opts.run_id {
         check_run_id(id)?;
     }
-    let (dir, run_id, profile, resume) = if opts.resume {
-        let dir = match (&opts.run_id, run_dir_of(&opts.profile)) {
-            (Some(id), _) => opts.runs_dir.join(id),
-            (None, Some(dir)) => dir,
-            (None, None) => run_to_resume(&opts.runs_dir, &opts.profile)?,
-        };
-        let frozen = dir.join(PROFILE_FILE);
-        let profile = RunProfile::load(&frozen)
-            .with_context(|| format!("--resume: {} has no usable frozen profile", dir.display()))?;
-        let resume = match &opts.checkpoint {
-            Some(path) => {
-                let c = checkpoint::read(path)?;
-                Some((path.clone(), c))
-            }
-            None => {
-                let (found, rejected) = checkpoint::newest_valid(&dir.join(CKPT_DIR));
-                for r in &rejected {
-                    crate::errln!("warning: {r}; trying an older checkpoint");
-                }
-                match found {
-                    Some(found) => Some(found),
-                    None => {
-                        // Killed before its first checkpoint, failed at start-up, or every
-                        // checkpoint corrupt: nothing to continue, so the run starts over in its
-                        // own directory with its frozen profile (its events so far are kept).
-                        crate::errln!(
-                            "--resume: no valid checkpoint in {}: starting {} again from the beginning with its frozen profile",
-                            dir.join(CKPT_DIR).display(),
-                            dir.display()
-                        );
-                        None
-                    }
-                }
-            }
-        };
-        // A finished run has nothing left to train: resuming it would only repeat its end.
-        if let Some((path, c)) = &resume
-            && c.state.epoch >= profile.recipe.epochs
-        {
-            bail!(
-                "--resume: {} is finished ({}/{} done, {}): nothing to continue. Start a new run without --resume{}",
-                dir.display(),
-                c.state.epoch,
-                plural(profile.recipe.epochs.into(), "epoch"),
-                path.display(),
-                if opts.run_id.is_some() {
-                    ""
-                } else {
-                    ", or name the run to continue with --run-id"
-                }
-            );
-        }
-        if run_dir_of(&opts.profile).is_none_or(|d| d != dir) {
-            warn_if_profile_differs(&opts.profile, &frozen, &profile);
-        }
-        let id = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("run")
-            .to_string();
-        (dir, id, profile, resume)
+    let RunStart {
+        dir,
+        run_id,
+        profile,
+        resume,
+    } = if opts.resume {
+        resumed_run(&opts)?
     } else {
-        let mut profile = RunProfile::load(&opts.profile)?;
-        let id = opts.run_id.clone().unwrap_or_else(|| {
-            crate::rundir::ids::new_run_id(&opts.profile, crate::rundir::unix_now())
-        });
-        let dir = opts.runs_dir.join(&id);
-        if dir.join(EVENTS_FILE).exists() {
-            bail!(
-                "run directory {} already holds a run: continue it with --resume (a run without a checkpoint starts over), or choose another --run-id",
-                dir.display()
-            );
-        }
-        // Freeze the resolved profile: absolute paths, scales resolved to a file.
-        if let Some(spec) = profile.scales.clone() {
-            profile.scales = Some(scales::source_spec(&scales::resolve_scale_source(
-                &spec,
-                &opts.runs_dir,
-            )?));
-        }
-        if let Some(p) = &profile.data.path {
-            profile.data.path = Some(absolute(p));
-        }
-        if let Some(w) = &profile.weights {
-            profile.weights = Some(absolute(w));
-        }
-        (dir, id, profile, None)
+        new_run(&opts)?
     };
-    let resume_requested = opts.resume;
     // The file whose `devices` decide where the run computes (what to edit to change them).
-    let devices_file = if resume_requested {
+    let devices_file = if opts.resume {
         dir.join(PROFILE_FILE)
     } else {
         opts.profile.clone()
     };
     let choice = DeviceChoice::Profile(&devices_file);
 
-    // Everything that can be wrong with the profile is checked before the run directory is
-    // created: a run that cannot start leaves nothing behind. A directory that exists already
-    // (resumed, or created by the dashboard for the run's output) is locked first and gets the
-    // failure as an event.
+    // A directory that exists already (resumed, or created by the dashboard for the run's
+    // output) is locked first and gets a failure as an event; a new run's is only created once
+    // everything checked out, so a run that cannot start leaves nothing behind.
     let early_lock = if dir.is_dir() {
         Some(RunLock::acquire(&dir)?)
     } else {
         None
     };
-    let checked = (|| -> anyhow::Result<_> {
-        profile
-            .check_output_paths()
-            .map_err(|m| anyhow::anyhow!("{}: {m}", opts.profile.display()))?;
-        crate::device::check(&profile.devices, choice)?;
-        let data = crate::data::open(&profile.data)?;
-        if data.val.is_empty() {
-            bail!(
-                "the validation split of {} is empty: a run is scored on it (add validation images, or check val_limit)",
-                data.description
-            );
-        }
-        let scales = match (&profile.scales, profile.kind) {
-            (Some(spec), RunKind::Target) => Some(frozen_scales(
-                &dir,
-                spec,
-                profile.average_channels(),
-                &profile.variant(),
-                resume.as_ref(),
-            )?),
-            _ => None,
-        };
-        Ok((data, scales))
-    })();
-    let (data, scales) = match checked {
-        Ok(c) => c,
-        Err(e) => return Err(fail_in_existing(&dir, e)),
-    };
-
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create the run directory {}", dir.display()))?;
-    let _lock = match early_lock {
-        Some(lock) => lock,
-        None => RunLock::acquire(&dir)?,
-    };
+    let (data, scales) = check_before_start(&opts, &profile, &dir, choice, resume.as_ref())
+        .map_err(|e| fail_in_existing(&dir, e))?;
+    let owned = crate::rundir::own_run_dir(&dir, early_lock)?;
+    let (_lock, mut events) = (owned.lock, owned.events);
     // Temporary files of an interrupted write (kill -9 during a checkpoint) would stay forever.
     for d in [dir.clone(), dir.join(CKPT_DIR)] {
         for removed in checkpoint::remove_stale_temporaries(&d) {
@@ -585,36 +479,15 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
             );
         }
     }
-    if !resume_requested {
+    if !opts.resume {
         crate::profile::write_atomic(&dir.join(PROFILE_FILE), profile.to_ron().as_bytes())
             .with_context(|| format!("cannot write {}", dir.join(PROFILE_FILE).display()))?;
     }
-    let mut events = EventWriter::open(&dir)
-        .with_context(|| format!("cannot open {}", dir.join(EVENTS_FILE).display()))?;
-
     // From here on, failures are recorded in the run directory too.
-    let fail = |events: &mut EventWriter, e: anyhow::Error| -> anyhow::Error {
-        let _ = events.emit(EventBody::Failed(Failed {
-            message: format!("{e:#}"),
-        }));
-        e
-    };
-    let (scales, scales_sha256) = match scales {
-        Some(FrozenScales {
-            scales,
-            sha256,
-            new_copy,
-        }) => {
-            if let Some(bytes) = new_copy {
-                let frozen = dir.join(FROZEN_SCALES_FILE);
-                if let Err(e) = crate::profile::write_atomic(&frozen, &bytes) {
-                    let e = anyhow::anyhow!("cannot write {}: {e}", frozen.display());
-                    return Err(fail(&mut events, e));
-                }
-            }
-            (Some(scales), sha256)
-        }
-        None => (None, None),
+    let (scales, scales_sha256) = match scales.map(|s| s.freeze_in(&dir)).transpose() {
+        Ok(Some((scales, sha256))) => (Some(scales), sha256),
+        Ok(None) => (None, None),
+        Err(e) => return Err(record_failure(&mut events, e)),
     };
     let devices = profile.devices.clone();
     let kind = profile.kind;
@@ -647,8 +520,177 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
             Ok(RunOutcome::Finished)
         }
         Ok(Ok(outcome)) => Ok(outcome),
-        Ok(Err(e)) | Err(e) => Err(fail(&mut ctx.events, e)),
+        Ok(Err(e)) | Err(e) => Err(record_failure(&mut ctx.events, e)),
     }
+}
+
+/// A `failed` event in the run's own directory; the error goes on to the caller.
+fn record_failure(events: &mut EventWriter, e: anyhow::Error) -> anyhow::Error {
+    let _ = events.emit(EventBody::Failed(Failed {
+        message: format!("{e:#}"),
+    }));
+    e
+}
+
+/// The flag the training loop polls: set to the signal's number by SIGINT, SIGTERM and SIGHUP.
+/// Installed first, so a signal during start-up (data scan, scales) is not lost and SIGHUP does
+/// not kill a run whose terminal went away before training began.
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicUsize>> {
+    let stop = Arc::new(AtomicUsize::new(0));
+    // SIGHUP (the SSH connection or terminal went away) stops the run as SIGINT does: checkpoint,
+    // `stopped` event, exit 0; output to the dead terminal is best-effort (src/output.rs).
+    // Under `nohup` SIGHUP is ignored on purpose: then it stays ignored and the run goes on.
+    let hup = (!signal_ignored(libc::SIGHUP)).then_some(signal_hook::consts::SIGHUP);
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]
+        .into_iter()
+        .chain(hup)
+    {
+        signal_hook::flag::register_usize(signal, stop.clone(), signal as usize)
+            .context("cannot install the signal handlers")?;
+    }
+    Ok(stop)
+}
+
+/// The run a process is about to start: its directory and id, its (frozen) profile, and the
+/// checkpoint it continues from.
+struct RunStart {
+    dir: PathBuf,
+    run_id: String,
+    profile: RunProfile,
+    resume: Option<(PathBuf, checkpoint::Checkpoint)>,
+}
+
+/// `--resume`: the run to continue (named, given by its frozen profile, or the newest
+/// unfinished run of the profile), its frozen profile, and its newest valid checkpoint (none:
+/// the run starts over in its own directory).
+fn resumed_run(opts: &RunOptions) -> anyhow::Result<RunStart> {
+    let dir = match (&opts.run_id, run_dir_of(&opts.profile)) {
+        (Some(id), _) => opts.runs_dir.join(id),
+        (None, Some(dir)) => dir,
+        (None, None) => run_to_resume(&opts.runs_dir, &opts.profile)?,
+    };
+    let frozen = dir.join(PROFILE_FILE);
+    let profile = RunProfile::load(&frozen)
+        .with_context(|| format!("--resume: {} has no usable frozen profile", dir.display()))?;
+    let resume = match &opts.checkpoint {
+        Some(path) => Some((path.clone(), checkpoint::read(path)?)),
+        None => {
+            let (found, rejected) = checkpoint::newest_valid(&dir.join(CKPT_DIR));
+            for r in &rejected {
+                crate::errln!("warning: {r}; trying an older checkpoint");
+            }
+            if found.is_none() {
+                // Killed before its first checkpoint, failed at start-up, or every checkpoint
+                // corrupt: nothing to continue, so the run starts over in its own directory with
+                // its frozen profile (its events so far are kept).
+                crate::errln!(
+                    "--resume: no valid checkpoint in {}: starting {} again from the beginning with its frozen profile",
+                    dir.join(CKPT_DIR).display(),
+                    dir.display()
+                );
+            }
+            found
+        }
+    };
+    // A finished run has nothing left to train: resuming it would only repeat its end.
+    if let Some((path, c)) = &resume
+        && c.state.epoch >= profile.recipe.epochs
+    {
+        bail!(
+            "--resume: {} is finished ({}/{} done, {}): nothing to continue. Start a new run without --resume{}",
+            dir.display(),
+            c.state.epoch,
+            plural(profile.recipe.epochs.into(), "epoch"),
+            path.display(),
+            if opts.run_id.is_some() {
+                ""
+            } else {
+                ", or name the run to continue with --run-id"
+            }
+        );
+    }
+    if run_dir_of(&opts.profile).is_none_or(|d| d != dir) {
+        warn_if_profile_differs(&opts.profile, &frozen, &profile);
+    }
+    let run_id = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("run")
+        .to_string();
+    Ok(RunStart {
+        dir,
+        run_id,
+        profile,
+        resume,
+    })
+}
+
+/// A new run of `opts.profile`: its id and directory (which must not hold a run yet), and the
+/// profile resolved to freeze (absolute paths, scales resolved to a file).
+fn new_run(opts: &RunOptions) -> anyhow::Result<RunStart> {
+    let mut profile = RunProfile::load(&opts.profile)?;
+    let run_id = opts.run_id.clone().unwrap_or_else(|| {
+        crate::rundir::ids::new_run_id(&opts.profile, crate::rundir::unix_now())
+    });
+    let dir = opts.runs_dir.join(&run_id);
+    if dir.join(EVENTS_FILE).exists() {
+        bail!(
+            "run directory {} already holds a run: continue it with --resume (a run without a checkpoint starts over), or choose another --run-id",
+            dir.display()
+        );
+    }
+    if let Some(spec) = profile.scales.clone() {
+        profile.scales = Some(scales::source_spec(&scales::resolve_scale_source(
+            &spec,
+            &opts.runs_dir,
+        )?));
+    }
+    if let Some(p) = &profile.data.path {
+        profile.data.path = Some(absolute(p));
+    }
+    if let Some(w) = &profile.weights {
+        profile.weights = Some(absolute(w));
+    }
+    Ok(RunStart {
+        dir,
+        run_id,
+        profile,
+        resume: None,
+    })
+}
+
+/// Everything that can be wrong with a run before it starts: output paths, devices, data (an
+/// empty validation split too) and a Target run's scales. Returns the opened data and the
+/// scales to freeze.
+fn check_before_start(
+    opts: &RunOptions,
+    profile: &RunProfile,
+    dir: &Path,
+    choice: DeviceChoice,
+    resume: Option<&(PathBuf, checkpoint::Checkpoint)>,
+) -> anyhow::Result<(crate::data::OpenedDataset, Option<FrozenScales>)> {
+    profile
+        .check_output_paths()
+        .map_err(|m| anyhow::anyhow!("{}: {m}", opts.profile.display()))?;
+    crate::device::check(&profile.devices, choice)?;
+    let data = crate::data::open(&profile.data)?;
+    if data.val.is_empty() {
+        bail!(
+            "the validation split of {} is empty: a run is scored on it (add validation images, or check val_limit)",
+            data.description
+        );
+    }
+    let scales = match (&profile.scales, profile.kind) {
+        (Some(spec), RunKind::Target) => Some(frozen_scales(
+            dir,
+            spec,
+            profile.average_channels(),
+            &profile.variant(),
+            resume,
+        )?),
+        _ => None,
+    };
+    Ok((data, scales))
 }
 
 /// The model to train: `model` itself, or with the tensors of `weights` (fine-tuning).
