@@ -76,16 +76,8 @@ fn kind_from_names(tensors: &HashMap<String, TensorData>) -> Option<ModelKind> {
     }
 }
 
-fn kind_of_run(run_kind: &str) -> Option<ModelKind> {
-    [
-        RunKind::HyperSearch,
-        RunKind::Target,
-        RunKind::Baseline,
-        RunKind::Ablation,
-    ]
-    .into_iter()
-    .find(|k| k.event_name() == run_kind)
-    .map(|k| k.model())
+fn kind_of_run(run_kind: &crate::rundir::events::RunKindTag) -> Option<ModelKind> {
+    RunKind::from_tag(run_kind).map(|k| k.model())
 }
 
 struct StatsTask {

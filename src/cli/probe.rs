@@ -243,7 +243,7 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     );
     events.emit(EventBody::Started(events::Started {
         run_id: run_id.clone(),
-        run_kind: "probe".into(),
+        run_kind: crate::rundir::events::RunKindTag::Probe,
         variant: v.name.into(),
         dataset: format!(
             "{}x{} inputs, {} classes",

@@ -221,18 +221,6 @@ impl BackendTask for ExportTask {
     }
 }
 
-/// The run kind a checkpoint names (its `run_kind`, as in `started` events).
-fn run_kind(name: &str) -> Option<RunKind> {
-    [
-        RunKind::HyperSearch,
-        RunKind::Target,
-        RunKind::Baseline,
-        RunKind::Ablation,
-    ]
-    .into_iter()
-    .find(|k| k.event_name() == name)
-}
-
 pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let ckpt_path = if args.source.is_dir() {
         let (found, rejected) =
@@ -253,7 +241,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     // A checkpoint says what it holds (run kind, variant, classes): it exports anywhere, also
     // copied out of its run directory.
     let ckpt = checkpoint::read(&ckpt_path)?;
-    let kind = run_kind(&ckpt.state.run_kind).with_context(|| {
+    let kind = RunKind::from_tag(&ckpt.state.run_kind).with_context(|| {
         format!(
             "{}: unknown run kind '{}' in the checkpoint",
             ckpt_path.display(),

@@ -21,7 +21,8 @@ use crate::profile::ScalesProfile;
 pub enum UpdateRule {
     /// SGD with momentum (no dampening, PyTorch semantics), optionally Nesterov.
     Sgd { momentum: f64, nesterov: bool },
-    /// AdamW with decoupled weight decay.
+    /// AdamW with decoupled weight decay (the RepOptimizer uses power-1 masks; exact only for
+    /// positive scales).
     AdamW { beta1: f64, beta2: f64, eps: f64 },
 }
 

@@ -11,7 +11,7 @@ use ron::extensions::Extensions;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use run::{CheckpointPolicy, OptimizerKind, Recipe, RunKind, RunProfile};
+pub use run::{CheckpointPolicy, Recipe, RunKind, RunProfile};
 pub use scales::{BlockScales, ScaleSource, ScalesProfile};
 
 /// A profile that could not be read or does not make sense.

@@ -10,8 +10,9 @@ use super::{ProfileError, ScaleSource, load_ron, to_ron};
 use crate::data::{Augment, DatasetSpec};
 use crate::device::DeviceSpec;
 use crate::model::{ModelKind, Variant, variant};
-use crate::optim::IdentityInit;
 use crate::optim::schedule::{LrSchedule, scaled_lr};
+use crate::optim::{IdentityInit, UpdateRule};
+use crate::rundir::events::RunKindTag;
 
 /// The four kinds of run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,19 +34,36 @@ pub enum RunKind {
 
 impl RunKind {
     /// The `run_kind` written in `started` events.
-    pub fn event_name(&self) -> &'static str {
+    /// The kind as run directories record it.
+    pub fn tag(&self) -> RunKindTag {
         match self {
-            RunKind::HyperSearch => "hyper_search",
-            RunKind::Target => "target",
-            RunKind::Baseline => "baseline",
-            RunKind::Ablation => "ablation",
+            RunKind::HyperSearch => RunKindTag::HyperSearch,
+            RunKind::Target => RunKindTag::Target,
+            RunKind::Baseline => RunKindTag::Baseline,
+            RunKind::Ablation => RunKindTag::Ablation,
+        }
+    }
+
+    /// The run kind a run directory or checkpoint records, if it is one a profile can train.
+    pub fn from_tag(tag: &RunKindTag) -> Option<RunKind> {
+        match tag {
+            RunKindTag::HyperSearch => Some(RunKind::HyperSearch),
+            RunKindTag::Target => Some(RunKind::Target),
+            RunKindTag::Baseline => Some(RunKind::Baseline),
+            RunKindTag::Ablation => Some(RunKind::Ablation),
+            RunKindTag::Probe | RunKindTag::Other(_) => None,
         }
     }
 
     /// The name users read for this kind, in the console and the dashboard alike (one name per
     /// kind; profiles also accept it as the `kind`).
     pub fn label(&self) -> &'static str {
-        kind_label(self.event_name())
+        match self {
+            RunKind::HyperSearch => "HS",
+            RunKind::Target => "RepOpt",
+            RunKind::Baseline => "RepVGG",
+            RunKind::Ablation => "ablation",
+        }
     }
 
     /// The model this kind of run trains.
@@ -56,31 +74,6 @@ impl RunKind {
             RunKind::Baseline => ModelKind::RepVgg,
         }
     }
-}
-
-/// The user-facing name of a run kind given by its event name (`run_kind` of `started`), the
-/// one name per kind every view and console line uses: HS, RepOpt, RepVGG, ablation (and
-/// probe for a probe's directory). Unknown names are shown as they are.
-pub fn kind_label(event_name: &str) -> &str {
-    match event_name {
-        "hyper_search" => "HS",
-        "target" => "RepOpt",
-        "baseline" => "RepVGG",
-        "ablation" => "ablation",
-        "probe" => "probe",
-        "" => "?",
-        other => other,
-    }
-}
-
-/// The optimizer of the recipe.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub enum OptimizerKind {
-    /// SGD with momentum (PyTorch semantics, no dampening).
-    Sgd { momentum: f64, nesterov: bool },
-    /// AdamW (the RepOptimizer uses power-1 masks; exact only for positive scales).
-    AdamW { beta1: f64, beta2: f64, eps: f64 },
 }
 
 /// How the model is trained.
@@ -101,7 +94,8 @@ pub struct Recipe {
     /// Where the cosine ends (official: 0).
     #[serde(default)]
     pub min_lr: f64,
-    pub optimizer: OptimizerKind,
+    /// The update rule, written in the profile as the optimizer's own type.
+    pub optimizer: UpdateRule,
     pub weight_decay: f64,
     #[serde(default)]
     pub label_smoothing: f64,
@@ -310,14 +304,14 @@ impl RunProfile {
             ));
         }
         match r.optimizer {
-            OptimizerKind::Sgd { momentum, .. } => {
+            UpdateRule::Sgd { momentum, .. } => {
                 if !(0.0..1.0).contains(&momentum) {
                     return Err(format!(
                         "recipe.optimizer: Sgd momentum must be in [0, 1), not {momentum}"
                     ));
                 }
             }
-            OptimizerKind::AdamW { beta1, beta2, eps } => {
+            UpdateRule::AdamW { beta1, beta2, eps } => {
                 for (name, b) in [("beta1", beta1), ("beta2", beta2)] {
                     if !(0.0..1.0).contains(&b) {
                         return Err(format!(

@@ -44,11 +44,71 @@ pub enum EventBody {
     Failed(Failed),
 }
 
+/// The kind of run a directory holds, as its events and checkpoints record it (`hyper_search`,
+/// `target`, `baseline`, `ablation`, `probe`). A kind written by a newer version reads as
+/// `Other` with its name, so its directory still lists.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKindTag {
+    HyperSearch,
+    Target,
+    Baseline,
+    Ablation,
+    Probe,
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl RunKindTag {
+    /// The name in events and checkpoints.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RunKindTag::HyperSearch => "hyper_search",
+            RunKindTag::Target => "target",
+            RunKindTag::Baseline => "baseline",
+            RunKindTag::Ablation => "ablation",
+            RunKindTag::Probe => "probe",
+            RunKindTag::Other(name) => name,
+        }
+    }
+
+    /// The one name users read for the kind, in the console and every view: HS, RepOpt,
+    /// RepVGG, ablation, probe (an unknown kind by its own name).
+    pub fn label(&self) -> &str {
+        match self {
+            RunKindTag::HyperSearch => "HS",
+            RunKindTag::Target => "RepOpt",
+            RunKindTag::Baseline => "RepVGG",
+            RunKindTag::Ablation => "ablation",
+            RunKindTag::Probe => "probe",
+            RunKindTag::Other(name) => name,
+        }
+    }
+}
+
+impl From<&str> for RunKindTag {
+    fn from(name: &str) -> RunKindTag {
+        match name {
+            "hyper_search" => RunKindTag::HyperSearch,
+            "target" => RunKindTag::Target,
+            "baseline" => RunKindTag::Baseline,
+            "ablation" => RunKindTag::Ablation,
+            "probe" => RunKindTag::Probe,
+            other => RunKindTag::Other(other.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for RunKindTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Started {
     pub run_id: String,
-    /// `hyper_search`, `target`, `baseline` or `ablation`.
-    pub run_kind: String,
+    pub run_kind: RunKindTag,
     pub variant: String,
     /// Human-readable data set description, e.g. `cifar100:/data/cifar-100-binary`.
     pub dataset: String,
@@ -249,6 +309,23 @@ impl Event {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn run_kinds_read_their_names_and_keep_unknown_ones() {
+        use super::RunKindTag;
+        for (tag, name) in [
+            (RunKindTag::HyperSearch, "hyper_search"),
+            (RunKindTag::Target, "target"),
+            (RunKindTag::Probe, "probe"),
+            (RunKindTag::Other("distill".into()), "distill"),
+        ] {
+            let json = serde_json::to_string(&tag).unwrap();
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<RunKindTag>(&json).unwrap(), tag);
+            assert_eq!(tag.as_str(), name);
+        }
+        assert_eq!(RunKindTag::Target.label(), "RepOpt");
+    }
+
     use super::*;
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::events::{Event, EventBody};
+use super::events::{Event, EventBody, RunKindTag};
 use super::{EVENTS_FILE, EventReader, LOCK_FILE, LockTable};
 
 /// The state of a run, derived from its events and from whether a live process owns it.
@@ -63,9 +63,9 @@ pub struct RunSummary {
     /// The directory name, `<profile-stem>-<YYYYmmdd-HHMMSS>`.
     pub id: String,
     pub path: PathBuf,
-    /// `hyper_search`, `target`, `baseline`, `ablation` (from `started`), `probe` for a directory
-    /// holding only probe results, empty when unknown yet.
-    pub kind: String,
+    /// From `started`; `probe` for a directory holding only probe results; `None` while no
+    /// event says.
+    pub kind: Option<RunKindTag>,
     pub variant: String,
     pub dataset: String,
     pub status: RunStatus,
@@ -123,7 +123,7 @@ impl RunSummary {
         RunSummary {
             id,
             path: path.to_path_buf(),
-            kind: String::new(),
+            kind: None,
             variant: String::new(),
             dataset: String::new(),
             status: RunStatus::New,
@@ -175,7 +175,7 @@ impl RunSummary {
         self.last_t = Some(self.last_t.map_or(e.t, |l| l.max(e.t)));
         match &e.body {
             EventBody::Started(s) => {
-                self.kind = s.run_kind.clone();
+                self.kind = Some(s.run_kind.clone());
                 self.variant = s.variant.clone();
                 self.dataset = s.dataset.clone();
                 self.epochs = Some(s.epochs);
@@ -246,8 +246,8 @@ impl RunSummary {
                 self.other_events += 1
             }
         }
-        if self.kind.is_empty() && self.probe_events > 0 && self.lifecycle.is_none() {
-            self.kind = "probe".into();
+        if self.kind.is_none() && self.probe_events > 0 && self.lifecycle.is_none() {
+            self.kind = Some(RunKindTag::Probe);
         }
         self.derive_status(None);
     }

@@ -30,7 +30,7 @@ pub struct TrainState {
     pub global_iter: u64,
     pub iters_per_epoch: u64,
     pub seed: u64,
-    pub run_kind: String,
+    pub run_kind: crate::rundir::events::RunKindTag,
     pub variant: String,
     pub classes: usize,
     /// Best validation top-1 so far and the epoch it was reached.

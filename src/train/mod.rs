@@ -21,7 +21,7 @@ use crate::device::{BackendTask, DeviceChoice, dispatch};
 use crate::model::{ModelKind, TargetNet};
 use crate::optim::{GradMults, OptimizerConfig, RepOptimizer, UpdateRule, reinitialize};
 use crate::output::plural;
-use crate::profile::{OptimizerKind, RunKind, RunProfile, ScaleSource, ScalesProfile};
+use crate::profile::{RunKind, RunProfile, ScaleSource, ScalesProfile};
 use crate::rundir::events::{EventBody, Failed};
 use crate::rundir::{
     CKPT_DIR, EVENTS_FILE, EventWriter, FROZEN_SCALES_FILE, PROFILE_FILE, RunLock, SCALES_FILE,
@@ -271,7 +271,7 @@ fn run_to_resume(runs_dir: &Path, profile: &Path) -> anyhow::Result<PathBuf> {
     let given = absolute(profile);
     let mut runs = list_runs(runs_dir).unwrap_or_default();
     runs.retain(|r| {
-        r.kind != "probe"
+        r.kind != Some(crate::rundir::events::RunKindTag::Probe)
             && r.path.join(PROFILE_FILE).is_file()
             && (crate::rundir::ids::is_run_of(&r.id, &stem)
                 || r.profile_path.as_deref().map(Path::new) == Some(given.as_path()))
@@ -708,11 +708,7 @@ fn start<B: burn::tensor::backend::Backend, M: burn::module::Module<B>>(
 
 /// The optimizer settings of a run's recipe (rule, weight decay, HS gradient clipping).
 pub fn optimizer_config(profile: &RunProfile) -> OptimizerConfig {
-    let rule = match profile.recipe.optimizer {
-        OptimizerKind::Sgd { momentum, nesterov } => UpdateRule::Sgd { momentum, nesterov },
-        OptimizerKind::AdamW { beta1, beta2, eps } => UpdateRule::AdamW { beta1, beta2, eps },
-    };
-    let mut cfg = OptimizerConfig::new(rule, profile.recipe.weight_decay);
+    let mut cfg = OptimizerConfig::new(profile.recipe.optimizer, profile.recipe.weight_decay);
     cfg.grad_clip_norm = profile.recipe.grad_clip;
     cfg
 }

@@ -254,7 +254,7 @@ fn start_or_resume<B: AutodiffBackend, M: TrainModel<B>>(
         global_iter: 0,
         iters_per_epoch: ipe,
         seed: ctx.profile.seed,
-        run_kind: ctx.profile.kind.event_name().into(),
+        run_kind: ctx.profile.kind.tag(),
         variant: plan.variant.name.into(),
         classes: ctx.data.classes,
         best_top1: None,
@@ -284,7 +284,7 @@ fn start_or_resume<B: AutodiffBackend, M: TrainModel<B>>(
     }
     let tensors = ckpt.model.into_iter().collect();
     let model =
-        super::weights::load_tensors(model, tensors, &path, fresh.run_kind.as_str(), main_device)?;
+        super::weights::load_tensors(model, tensors, &path, fresh.run_kind.label(), main_device)?;
     opt.load_state_tensors(ckpt.optim, main_device)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let state = TrainState {
@@ -305,7 +305,7 @@ fn announce(ctx: &mut RunCtx, plan: &RunPlan, state: &TrainState, resumed_from: 
     let devices: Vec<String> = profile.devices.iter().map(|d| d.to_string()).collect();
     ctx.emit(EventBody::Started(events::Started {
         run_id: ctx.run_id.clone(),
-        run_kind: profile.kind.event_name().into(),
+        run_kind: profile.kind.tag(),
         variant: plan.variant.name.into(),
         dataset: ctx.data.description.clone(),
         epochs: profile.recipe.epochs,
@@ -570,7 +570,7 @@ fn finish_run<B: AutodiffBackend, M: TrainModel<B>>(
     super::hooks::save_safetensors::<B::InnerBackend, _>(
         &model.valid(),
         &ctx.dir.join("model.safetensors"),
-        profile.kind.event_name(),
+        profile.kind.tag().as_str(),
     )?;
     extra.push("model.safetensors".into());
     let stats = super::hooks::kernel_stats_report(model, &profile.variant());

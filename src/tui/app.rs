@@ -9,6 +9,7 @@ use crossterm::event::{
 };
 use ratatui::layout::{Position, Rect};
 
+use crate::rundir::events::RunKindTag;
 use crate::rundir::{RunStatus, unix_now};
 
 use super::control::{self, Launcher, list_checkpoints};
@@ -802,7 +803,7 @@ impl App {
         self.info(what);
     }
 
-    fn selected_dir(&self) -> Option<(String, PathBuf, RunStatus, String)> {
+    fn selected_dir(&self) -> Option<(String, PathBuf, RunStatus, Option<RunKindTag>)> {
         let id = self.selected.clone()?;
         let store = lock(&self.store);
         let r = store.run(&id)?;
@@ -1225,7 +1226,7 @@ impl App {
             (Some(e), Some(n)) => format!("epoch {}/{n}", e + 1),
             _ => String::new(),
         };
-        let probe = s.kind == "probe";
+        let probe = s.kind == Some(RunKindTag::Probe);
         drop(store);
         let lines = if probe {
             vec![
@@ -1293,10 +1294,10 @@ impl App {
             let r = store.run(&id);
             (
                 r.map(|r| r.summary.status),
-                r.map(|r| r.summary.kind.clone()).unwrap_or_default(),
+                r.and_then(|r| r.summary.kind.clone()),
             )
         };
-        if kind == "probe" {
+        if kind == Some(RunKindTag::Probe) {
             return self.error(format!(
                 "{id} is a probe: probes cannot be resumed; start a new one from 5 MaxBS (n)"
             ));

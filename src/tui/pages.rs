@@ -200,7 +200,7 @@ pub fn describe_event(e: &Event) -> String {
             "started",
             format!(
                 "{} {} on {} · {} x {} · batch {}/device · pid {}{}",
-                super::runs_table::kind_label(&s.run_kind),
+                s.run_kind.label(),
                 s.variant,
                 s.devices.join(","),
                 format::plural(s.epochs.into(), "epoch"),

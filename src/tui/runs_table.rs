@@ -5,6 +5,7 @@ use std::cmp::Ordering;
 use std::path::Path;
 
 use crate::profile::RunProfile;
+use crate::rundir::events::RunKindTag;
 use crate::rundir::{PROFILE_FILE, RunStatus};
 
 use super::format;
@@ -230,7 +231,7 @@ impl Column {
         match self {
             Column::Status => super::ui::status_label(s.status),
             Column::Run => s.id.clone(),
-            Column::Kind => kind_label(&s.kind).to_string(),
+            Column::Kind => kind_label(s.kind.as_ref()).to_string(),
             Column::Variant => {
                 if s.variant.is_empty() {
                     c.variant.clone().unwrap_or_else(dash)
@@ -295,7 +296,10 @@ impl Column {
     }
 }
 
-pub use crate::profile::run::kind_label;
+/// The one name of a run kind in every view; `?` while no event says.
+pub fn kind_label(kind: Option<&RunKindTag>) -> &str {
+    kind.map_or("?", RunKindTag::label)
+}
 
 fn last_val_loss(r: &RunEntry) -> Option<f64> {
     r.series.evals.last().map(|(_, e)| e.loss)
@@ -386,7 +390,9 @@ fn matches(r: &RunEntry, terms: &[String], now: f64) -> bool {
                 .any(|(h, cell)| (h == k || h.replace(' ', "") == k) && cell == v);
         }
         cells.iter().any(|(_, cell)| cell.contains(t.as_str()))
-            || r.summary.kind.to_lowercase().contains(t.as_str())
+            || r.summary.kind.as_ref().is_some_and(|k| {
+                k.label().to_lowercase().contains(t.as_str()) || k.as_str().contains(t.as_str())
+            })
     })
 }
 

@@ -311,8 +311,7 @@ fn worst_against_plain_sgd(profile: &RunProfile, tensor_ops: bool) -> (f64, Stri
     if tensor_ops {
         opt = opt.with_tensor_ops();
     }
-    let repopt_tui::profile::OptimizerKind::Sgd { momentum, nesterov } = profile.recipe.optimizer
-    else {
+    let repopt_tui::optim::UpdateRule::Sgd { momentum, nesterov } = profile.recipe.optimizer else {
         panic!("SGD profile")
     };
     let mut reference = PlainSgd {

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::common::*;
-use repopt_tui::rundir::events::{EventBody, Stopped};
+use repopt_tui::rundir::events::{EventBody, RunKindTag, Stopped};
 use repopt_tui::rundir::{
     EventWriter, LockError, RunLock, RunStatus, list_runs, live_owner, summarize_run,
 };
@@ -147,7 +147,7 @@ fn fixture_runs_are_listed_with_kind_variant_status_epoch_best() {
     let by_id = |id: &str| runs.iter().find(|r| r.id == id).unwrap();
 
     let hs = by_id(HS_ID);
-    assert_eq!(hs.kind, "hyper_search");
+    assert_eq!(hs.kind, Some(RunKindTag::HyperSearch));
     assert_eq!(hs.variant, "A0");
     assert_eq!(hs.status, RunStatus::Interrupted, "nobody holds its lock");
     assert_eq!(hs.epoch, Some(2));
@@ -155,7 +155,7 @@ fn fixture_runs_are_listed_with_kind_variant_status_epoch_best() {
 
     let target = by_id(TARGET_ID);
     assert_eq!(target.status, RunStatus::Finished);
-    assert_eq!(target.kind, "target");
+    assert_eq!(target.kind, Some(RunKindTag::Target));
     assert_eq!(target.epoch, Some(5));
     assert!(
         (target.best_top1.unwrap() - 69.24).abs() < 0.01,
@@ -169,7 +169,7 @@ fn fixture_runs_are_listed_with_kind_variant_status_epoch_best() {
 
     assert_eq!(by_id(ABLATION_ID).status, RunStatus::Stopped);
     let probe = by_id(PROBE_ID);
-    assert_eq!(probe.kind, "probe");
+    assert_eq!(probe.kind, Some(RunKindTag::Probe));
     assert_eq!(probe.status, RunStatus::Finished);
     assert!(runs.iter().all(|r| r.last_update().is_some()));
 }

@@ -231,7 +231,7 @@ fn render_header(app: &App, runs: &[&RunEntry], compare: bool, f: &mut Frame, ar
                     let rest = format!(
                         " {} {} {} best {}",
                         status_label(s.status),
-                        super::kind_label(&s.kind),
+                        super::kind_label(s.kind.as_ref()),
                         s.variant,
                         s.best_top1.map_or("–".into(), |b| format!("{b:.2}"))
                     );
@@ -261,7 +261,7 @@ fn render_header(app: &App, runs: &[&RunEntry], compare: bool, f: &mut Frame, ar
     let left = format!(
         " {} · {} {} · ",
         s.id,
-        super::kind_label(&s.kind),
+        super::kind_label(s.kind.as_ref()),
         s.variant
     );
     let status = status_label(s.status);

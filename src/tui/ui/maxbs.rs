@@ -9,7 +9,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{List, ListItem, ListState, Paragraph, Row, Table};
 
-use crate::rundir::events::ProbeResult;
+use crate::rundir::events::{ProbeResult, RunKindTag};
 
 use super::super::app::App;
 use super::super::format;
@@ -75,8 +75,9 @@ fn render_results(store: &Store, f: &mut Frame, area: Rect) {
     let dim = Style::default().fg(Color::DarkGray);
     for r in &store.runs {
         let s = &r.summary;
-        let probing = s.kind == "probe" && s.status.is_live();
-        if probing || (r.series.probes.is_empty() && s.kind == "probe") {
+        let is_probe = s.kind == Some(RunKindTag::Probe);
+        let probing = is_probe && s.status.is_live();
+        if probing || (r.series.probes.is_empty() && is_probe) {
             // A live probe: how far it got (its results so far follow, then its last trial).
             let last = crate::rundir::tail_lines(&s.path.join(crate::rundir::STDOUT_LOG), 2048)
                 .ok()

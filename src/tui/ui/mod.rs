@@ -256,7 +256,7 @@ pub(crate) fn status_label(s: RunStatus) -> String {
 }
 
 /// Short name of a run kind (one name per kind in every view).
-pub(crate) fn kind_label(kind: &str) -> &str {
+pub(crate) fn kind_label(kind: Option<&crate::rundir::events::RunKindTag>) -> &str {
     super::runs_table::kind_label(kind)
 }
 

@@ -8,11 +8,11 @@ use ratatui::widgets::{
     Cell, HighlightSpacing, LineGauge, Paragraph, Row, Table, TableState, Wrap,
 };
 
+use crate::rundir::events::RunKindTag;
 use crate::rundir::{RunStatus, STDOUT_LOG};
 
 use super::super::app::App;
 use super::super::format;
-use super::super::runs_table::kind_label;
 use super::super::runs_table::{Column, elide_middle};
 use super::super::store::{RunEntry, Store};
 use super::{panel, placeholder, status_label, status_style};
@@ -206,10 +206,9 @@ fn render_details(app: &App, run: Option<&RunEntry>, f: &mut Frame, area: Rect) 
     }
     let dim = Style::default().fg(Color::DarkGray);
     let mut lines: Vec<Line> = Vec::new();
-    let kind = if s.kind.is_empty() {
-        "kind unknown yet".to_string()
-    } else {
-        kind_label(&s.kind).to_string()
+    let kind = match &s.kind {
+        None => "kind unknown yet".to_string(),
+        Some(k) => k.label().to_string(),
     };
     let mut what = vec![kind];
     if !s.variant.is_empty() {
@@ -256,7 +255,7 @@ fn render_details(app: &App, run: Option<&RunEntry>, f: &mut Frame, area: Rect) 
             dim,
         ));
     }
-    if s.kind == "probe" {
+    if s.kind == Some(RunKindTag::Probe) {
         let done = run.series.probes.len();
         let mut line = format!("{} measured", format::plural(done as u64, "model"));
         if s.status.is_live()

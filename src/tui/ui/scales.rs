@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Chart, Dataset, GraphType, Paragraph, Row, Sparkline, Table, TableState};
 
 use crate::model::kernel_stats::{CentreSurround, KernelStatsReport};
-use crate::rundir::events::{LayerScales, ScaleStats, ScalesEvent};
+use crate::rundir::events::{LayerScales, RunKindTag, ScaleStats, ScalesEvent};
 use crate::rundir::network_means;
 
 use super::super::app::{App, ScalesSource};
@@ -64,7 +64,7 @@ pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
                     format!(
                         " Scales of {} · {} {} ",
                         r.summary.id,
-                        super::kind_label(&r.summary.kind),
+                        super::kind_label(r.summary.kind.as_ref()),
                         r.summary.variant
                     ),
                     r.series.scales.iter().collect(),
@@ -77,7 +77,7 @@ pub fn render(app: &mut App, store: &Store, f: &mut Frame, area: Rect) {
                     let block = panel(format!(" Scales of {} ", r.summary.id));
                     let inner = block.inner(area);
                     f.render_widget(block, area);
-                    let why = if r.summary.kind == "hyper_search" || r.summary.kind.is_empty() {
+                    let why = if matches!(r.summary.kind, None | Some(RunKindTag::HyperSearch)) {
                         "No scales yet: a Hyper-Search run writes them after each epoch."
                     } else {
                         "Not a Hyper-Search run: it has no trainable scales."
@@ -493,7 +493,7 @@ fn histogram(f: &mut Frame, area: Rect, name: &str, stats: Option<&ScaleStats>, 
 fn render_kernel_stats(id: &str, k: &KernelStatsReport, f: &mut Frame, area: Rect) {
     let block = panel(format!(
         " Kernel statistics of {id} · {} {} · std of centre (c) and surrounding (s) taps ",
-        super::kind_label(&k.kind),
+        crate::model::ModelKind::parse(&k.kind).map_or(k.kind.as_str(), |m| m.label()),
         k.variant
     ));
     let inner = block.inner(area);
