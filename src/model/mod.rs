@@ -8,6 +8,7 @@ pub mod layers;
 pub mod loss;
 pub mod net;
 pub mod params;
+pub mod quantize;
 #[cfg(feature = "tch")]
 pub mod torch_ops;
 pub mod variant;
