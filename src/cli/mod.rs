@@ -6,6 +6,7 @@ pub mod demo;
 pub mod kernel_stats;
 mod models;
 mod probe;
+mod quantize;
 mod scales;
 mod verify;
 mod weights;
@@ -82,6 +83,9 @@ pub enum Command {
     /// Per layer: the spread of the 3x3 kernels' centre taps against their eight surrounding
     /// taps, as trained, after BN fusion and after branch merging (the paper's Table 11).
     KernelStats(kernel_stats::KernelStatsArgs),
+    /// INT8 post-training quantization (simulated) of the deploy form: FP32 and INT8 top-1 per
+    /// scheme, and per layer why a kernel quantizes badly (the paper's Table 8).
+    Quantize(quantize::QuantizeArgs),
     /// Benchmarks: training steps of the models.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -213,6 +217,7 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         Some(Command::Probe(args)) => probe::probe(args),
         Some(Command::ProbeTrial(args)) => probe::trial(args),
         Some(Command::Eval(args)) => weights::eval(args),
+        Some(Command::Quantize(args)) => quantize::run(args),
         Some(Command::Export(args)) => weights::export(args),
         Some(Command::Demo(args)) => demo::run_demo(args),
         None => match cli.profile {

@@ -673,4 +673,50 @@ mod tests {
         let err = relative_error(&float, &got);
         assert!(err > 0.0 && err < 0.1, "{err}");
     }
+
+    /// Layers kept in float keep their weights and get no input quantizer; the others are on
+    /// the INT8 grid (the official `quantlayers` options).
+    #[test]
+    fn layers_kept_in_float_are_untouched() {
+        let d = Default::default();
+        let v = variant("T0").unwrap();
+        let net = deploy_form(&TargetNet::<B>::init(&v, 5, 1, &d));
+        let blocks = net.blocks().count();
+        let mut stats = vec![ActStats::default(); blocks + 1];
+        stats.iter_mut().for_each(|s| s.add(&[-1.0, 2.0], 16));
+        let kernels = |n: &DeployNet<B>| -> Vec<Vec<f32>> {
+            n.blocks()
+                .map(|b| host(b.conv.weight.val()))
+                .chain(std::iter::once(host(n.linear.weight.val())))
+                .collect()
+        };
+        let float = kernels(&net);
+        for (keep, kept) in [
+            (KeepFloat::None, vec![]),
+            (KeepFloat::FirstAndLinear, vec![0, blocks]),
+            (KeepFloat::FirstAndLast, vec![0, blocks - 1, blocks]),
+        ] {
+            let scheme = Scheme {
+                weights: Granularity::PerTensor,
+                activations: Calibration::MinMax,
+                keep_float: keep,
+            };
+            let q = QuantNet::new(&net, scheme, &stats);
+            let got = kernels(&q.net);
+            for (i, (f, g)) in float.iter().zip(&got).enumerate() {
+                assert_eq!(
+                    q.inputs[i].is_none(),
+                    kept.contains(&i),
+                    "{keep:?} layer {i}"
+                );
+                if kept.contains(&i) {
+                    assert_eq!(f, g, "{keep:?} layer {i} kept in float");
+                } else {
+                    assert_ne!(f, g, "{keep:?} layer {i} quantized");
+                    let s = symmetric_scale(f);
+                    assert!(g.iter().all(|w| ((w / s) - (w / s).round()).abs() < 1e-3));
+                }
+            }
+        }
+    }
 }

@@ -36,6 +36,8 @@ pub enum EventBody {
     CheckpointFailed(CheckpointFailed),
     /// A max-batch-size probe result for one model.
     Probe(ProbeResult),
+    /// `repopt-tui quantize` on the run's weights: FP32 and INT8 top-1 per scheme.
+    Quantize(QuantizeEvent),
     /// The run completed all its epochs.
     Finished(Finished),
     /// The run was stopped on request (SIGINT/SIGTERM) after writing a checkpoint.
@@ -269,6 +271,48 @@ pub struct ProbeResult {
     pub images_per_s_at_32: Option<f64>,
     #[serde(default)]
     pub images_per_s_at_max: Option<f64>,
+}
+
+/// INT8 post-training quantization of a run's weights (simulated in float).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuantizeEvent {
+    /// The weights quantized (a checkpoint path).
+    pub weights: String,
+    /// `target`, `hs`, `repvgg` or `deploy`: the model the weights belong to.
+    pub model: String,
+    pub variant: String,
+    /// Training images the activation ranges were calibrated on.
+    pub calibration_images: usize,
+    /// The percentile of the percentile calibration.
+    pub percentile: f64,
+    /// Validation top-1 of the float deploy form.
+    pub fp32_top1: f64,
+    pub schemes: Vec<QuantizeScheme>,
+    /// Per layer of the deploy form (blocks, then `linear`).
+    pub layers: Vec<QuantizeLayer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuantizeScheme {
+    /// `per-channel` or `per-tensor`.
+    pub weights: String,
+    /// `min/max` or `p<percentile>`.
+    pub activations: String,
+    /// `none`, `first-and-linear` or `first-and-last`.
+    pub keep_float: String,
+    pub top1: f64,
+    /// fp32_top1 − top1, in points.
+    pub drop: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuantizeLayer {
+    pub name: String,
+    /// (max − min) / standard deviation of the deploy kernel.
+    pub range_over_std: f64,
+    /// ‖Q(W) − W‖ / ‖W‖ per tensor and per output channel.
+    pub error_per_tensor: f64,
+    pub error_per_channel: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -221,6 +221,8 @@ impl RunSummary {
                     self.variant = p.variant.clone();
                 }
             }
+            // A tool's record about the run's weights: the run's own state is unchanged.
+            EventBody::Quantize(_) => {}
             EventBody::Finished(f) => {
                 if f.best_top1.is_some() {
                     self.best_top1 = f.best_top1;

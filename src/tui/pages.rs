@@ -281,6 +281,21 @@ pub fn describe_event(e: &Event) -> String {
                 p.max_batch.map_or("none".into(), |b| b.to_string())
             ),
         ),
+        EventBody::Quantize(q) => (
+            "quantize",
+            format!(
+                "fp32 top-1 {:.2}; int8 {}",
+                q.fp32_top1,
+                q.schemes
+                    .iter()
+                    .map(|s| format!(
+                        "{} {} {}: {:.2} ({:+.2})",
+                        s.weights, s.activations, s.keep_float, s.top1, -s.drop
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(" · ")
+            ),
+        ),
         EventBody::Finished(f) => (
             "finished",
             format!(

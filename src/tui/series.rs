@@ -123,6 +123,7 @@ impl RunSeries {
                 self.gpu.push_back((e.t, g.clone()));
             }
             EventBody::Finished(_)
+            | EventBody::Quantize(_)
             | EventBody::Stopped(_)
             | EventBody::Failed(_)
             | EventBody::CheckpointFailed(_) => {}

@@ -16,6 +16,7 @@ mod event_schema;
 mod hardening;
 mod probe;
 mod profiles;
+mod quantize;
 mod readme_figures;
 mod resume_kinds;
 mod rundir_events;
