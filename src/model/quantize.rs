@@ -719,4 +719,75 @@ mod tests {
             }
         }
     }
+
+    fn random_vec<Bk: Backend>(
+        c: usize,
+        lo: f32,
+        hi: f32,
+        rng: &mut rand_chacha::ChaCha8Rng,
+        d: &Bk::Device,
+    ) -> Param<Tensor<Bk, 1>> {
+        let x: Vec<f32> = (0..c).map(|_| rng.random_range(lo..hi)).collect();
+        Param::from_tensor(Tensor::from_data(TensorData::new(x, [c]), d))
+    }
+
+    /// The deploy forms of the HS model (scales merged, BN folded) and of RepVGG (branches
+    /// fused) give their models' logits in evaluation mode.
+    #[test]
+    fn deploy_forms_of_hs_and_repvgg_equal_their_models() {
+        use crate::model::{HsNet, RepVggNet};
+        let d = Default::default();
+        let v = variant("T0").unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let hs = HsNet::<B>::init(&v, 5, 2, &d).map_blocks(|_, b| {
+            let c = b.bn.weight.dims()[0];
+            HsBlock {
+                bn: random_bn(c, &mut rng, &d),
+                scale_conv: crate::model::layers::ScaleLayer {
+                    weight: random_vec(c, -1.5, 1.5, &mut rng, &d),
+                },
+                scale_1x1: crate::model::layers::ScaleLayer {
+                    weight: random_vec(c, -1.5, 1.5, &mut rng, &d),
+                },
+                scale_identity: b.scale_identity.map(|_| crate::model::layers::ScaleLayer {
+                    weight: random_vec(c, 0.0, 2.0, &mut rng, &d),
+                }),
+                conv: b.conv,
+                conv_1x1: b.conv_1x1,
+            }
+        });
+        let rep = RepVggNet::<B>::init(&v, 5, 3, &d).map_blocks(|_, b| {
+            let c = b.bn_3x3.weight.dims()[0];
+            RepVggBlock {
+                bn_3x3: random_bn(c, &mut rng, &d),
+                bn_1x1: random_bn(c, &mut rng, &d),
+                bn_identity: b.bn_identity.map(|_| random_bn(c, &mut rng, &d)),
+                conv_3x3: b.conv_3x3,
+                conv_1x1: b.conv_1x1,
+            }
+        });
+        let x: Vec<f32> = (0..2 * 3 * 16 * 16)
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect();
+        let x = Tensor::<B, 4>::from_data(TensorData::new(x, [2, 3, 16, 16]), &d);
+        for (want, got) in [
+            (
+                host(hs.logits(x.clone(), false)),
+                host(deploy_form(&hs).logits(x.clone(), false)),
+            ),
+            (
+                host(rep.logits(x.clone(), false)),
+                host(deploy_form(&rep).logits(x.clone(), false)),
+            ),
+        ] {
+            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert!(scale > 0.0);
+            for (a, b) in got.iter().zip(&want) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * scale.max(1.0),
+                    "{got:?} vs {want:?}"
+                );
+            }
+        }
+    }
 }
