@@ -286,16 +286,7 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
     if !(args.percentile > 0.0 && args.percentile <= 100.0) {
         bail!("--percentile must be in (0, 100], got {}", args.percentile);
     }
-    if args.batch == Some(0)
-        || args
-            .batch
-            .is_some_and(|b| b > crate::profile::run::MAX_BATCH)
-    {
-        bail!(
-            "--batch must be between 1 and {}",
-            crate::profile::run::MAX_BATCH
-        );
-    }
+    super::weights::check_batch_arg(args.batch)?;
     let profile = RunProfile::load(&crate::profile::resolve_run_profile(&args.profile)?)?;
     let (source, tensors, ckpt_variant) = weights_of(&args.weights)?;
     interrupt_flag();
@@ -308,23 +299,10 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
             profile.variant().name
         );
     }
-    if let (bad @ 1.., Some(first)) = crate::train::trainer::count_non_finite(&tensors) {
-        bail!(
-            "{}: {bad} values are NaN or infinite (first in '{first}'): these weights have diverged; nothing to quantize",
-            source.display()
-        );
-    }
-    let mut kind = profile.kind.model();
-    if kind == ModelKind::RepVgg && tensors.contains_key("stage0.conv.bias") {
-        kind = ModelKind::Deploy;
-    }
+    super::weights::refuse_diverged(&source, &tensors, "quantize")?;
+    let kind = super::weights::network_of(&profile, &tensors);
     let data = crate::data::open(&profile.data)?;
-    let batch = args.batch.unwrap_or(
-        profile
-            .recipe
-            .eval_batch_size
-            .unwrap_or(profile.recipe.batch_size),
-    );
+    let batch = super::weights::eval_batch(&profile, args.batch);
     let workers = profile.recipe.workers;
     // Calibration sees training images as evaluation does (no augmentation).
     let calibration = Loader::new(

@@ -95,38 +95,61 @@ impl BackendTask for EvalTask {
     }
 }
 
-pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let profile = RunProfile::load(&crate::profile::resolve_run_profile(&args.profile)?)?;
-    let tensors = read_weights(&args.weights)?;
-    interrupt_flag();
-    if let (bad @ 1.., Some(first)) = count_non_finite(&tensors) {
-        bail!(
-            "{}: {bad} values are NaN or infinite (first in '{first}'): these weights have diverged; nothing to evaluate",
-            args.weights.display()
-        );
-    }
-    let mut kind = profile.kind.model();
-    // A RepVGG profile evaluates deploy-form weights too (they have one biased conv per block).
-    if kind == ModelKind::RepVgg && tensors.contains_key("stage0.conv.bias") {
-        kind = ModelKind::Deploy;
-    }
-    if args.batch == Some(0)
-        || args
-            .batch
-            .is_some_and(|b| b > crate::profile::run::MAX_BATCH)
-    {
+/// `--batch` of the commands that evaluate weights: between 1 and the profiles' own limit.
+pub(super) fn check_batch_arg(batch: Option<usize>) -> anyhow::Result<()> {
+    if batch.is_some_and(|b| b == 0 || b > crate::profile::run::MAX_BATCH) {
         bail!(
             "--batch must be between 1 and {}",
             crate::profile::run::MAX_BATCH
         );
     }
-    let data = crate::data::open(&profile.data)?;
-    let batch = args.batch.unwrap_or(
+    Ok(())
+}
+
+/// Diverged weights mean nothing to evaluate or quantize: the error names the file and the
+/// first tensor that is not finite.
+pub(super) fn refuse_diverged(
+    path: &Path,
+    tensors: &HashMap<String, TensorData>,
+    nothing_to: &str,
+) -> anyhow::Result<()> {
+    if let (bad @ 1.., Some(first)) = count_non_finite(tensors) {
+        bail!(
+            "{}: {bad} values are NaN or infinite (first in '{first}'): these weights have diverged; nothing to {nothing_to}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The network `tensors` are for: the profile's kind, or for a RepVGG profile the deploy form
+/// when the weights have it (one biased conv per block).
+pub(super) fn network_of(profile: &RunProfile, tensors: &HashMap<String, TensorData>) -> ModelKind {
+    match profile.kind.model() {
+        ModelKind::RepVgg if tensors.contains_key("stage0.conv.bias") => ModelKind::Deploy,
+        kind => kind,
+    }
+}
+
+/// The evaluation batch: `--batch`, else the profile's `eval_batch_size`, else its batch size.
+pub(super) fn eval_batch(profile: &RunProfile, batch: Option<usize>) -> usize {
+    batch.unwrap_or(
         profile
             .recipe
             .eval_batch_size
             .unwrap_or(profile.recipe.batch_size),
-    );
+    )
+}
+
+pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let profile = RunProfile::load(&crate::profile::resolve_run_profile(&args.profile)?)?;
+    let tensors = read_weights(&args.weights)?;
+    interrupt_flag();
+    refuse_diverged(&args.weights, &tensors, "evaluate")?;
+    let kind = network_of(&profile, &tensors);
+    check_batch_arg(args.batch)?;
+    let data = crate::data::open(&profile.data)?;
+    let batch = eval_batch(&profile, args.batch);
     let loader = Loader::new(
         data.val.clone(),
         data.pipeline(profile.recipe.augment, false),
