@@ -110,8 +110,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| "T0".to_string());
     let v = variant(&name)?;
     if let (Some(s), Some(path)) = (&scales, &args.scales) {
-        s.check(&v)
-            .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+        s.check(&v).map_err(|e| e.in_file(path))?;
     }
     let rule = match args.optimizer {
         OptimizerArg::Sgd => UpdateRule::official_sgd(),

@@ -35,6 +35,21 @@ pub enum ProfileError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// What is wrong with a profile's contents, found by checks that see values, not files;
+/// [`Invalid::in_file`] names the file, as every caller does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    pub fn in_file(self, path: &Path) -> ProfileError {
+        ProfileError::Invalid {
+            path: path.to_path_buf(),
+            message: self.0,
+        }
+    }
+}
+
 fn ron_options() -> ron::Options {
     // `implicit_some` lets optional fields be written as plain values (`scales: "b1.ron"`).
     ron::Options::default().with_default_extension(Extensions::IMPLICIT_SOME)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ProfileError, ScaleSource, load_ron, to_ron};
+use super::{Invalid, ProfileError, ScaleSource, load_ron, to_ron};
 use crate::data::{Augment, DatasetSpec};
 use crate::device::DeviceSpec;
 use crate::model::{ModelKind, Variant, variant};
@@ -214,12 +214,7 @@ impl RunProfile {
     /// Loads and validates a run profile.
     pub fn load(path: &Path) -> Result<Self, ProfileError> {
         let profile: RunProfile = load_ron(path)?;
-        profile
-            .validate()
-            .map_err(|message| ProfileError::Invalid {
-                path: path.to_path_buf(),
-                message,
-            })?;
+        profile.validate().map_err(|e| e.in_file(path))?;
         Ok(profile)
     }
 
@@ -233,7 +228,12 @@ impl RunProfile {
 
     /// Checks what the types cannot: known variant, sensible numbers (every float finite and in
     /// range), fields that fit the kind. Runs before anything is allocated or trained.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        self.problems().map_err(Invalid)
+    }
+
+    /// [`validate`](Self::validate)'s checks, the first problem as a sentence.
+    fn problems(&self) -> Result<(), String> {
         variant(&self.variant).map_err(|e| e.to_string())?;
         let r = &self.recipe;
         let finite = |name: &str, v: f64| -> Result<(), String> {
@@ -423,7 +423,11 @@ impl RunProfile {
 
     /// Checks that the files the run will write outside its run directory can be written, so a
     /// bad path fails now and not after hours of training.
-    pub fn check_output_paths(&self) -> Result<(), String> {
+    pub fn check_output_paths(&self) -> Result<(), Invalid> {
+        self.output_path_problems().map_err(Invalid)
+    }
+
+    fn output_path_problems(&self) -> Result<(), String> {
         if let Some(path) = &self.export_scales {
             let dir = path
                 .parent()

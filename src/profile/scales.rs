@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ProfileError, load_ron, to_ron, write_atomic};
+use super::{Invalid, ProfileError, load_ron, to_ron, write_atomic};
 use crate::model::Variant;
 
 /// Where a Target run's scales come from: the `scales` field of a run profile, and the `--from`
@@ -101,12 +101,7 @@ impl ScalesProfile {
     /// Loads and checks the profile against the variant the run uses.
     pub fn load_for(path: &Path, variant: &Variant) -> Result<Self, ProfileError> {
         let profile = Self::load(path)?;
-        profile
-            .check(variant)
-            .map_err(|message| ProfileError::Invalid {
-                path: path.to_path_buf(),
-                message,
-            })?;
+        profile.check(variant).map_err(|e| e.in_file(path))?;
         Ok(profile)
     }
 
@@ -122,7 +117,11 @@ impl ScalesProfile {
     /// Checks that the profile fits `variant`: same block names in forward order, vector lengths
     /// equal to the output channels, u present exactly where the block has an identity branch,
     /// all values finite.
-    pub fn check(&self, variant: &Variant) -> Result<(), String> {
+    pub fn check(&self, variant: &Variant) -> Result<(), Invalid> {
+        self.problems(variant).map_err(Invalid)
+    }
+
+    fn problems(&self, variant: &Variant) -> Result<(), String> {
         if !self.variant.eq_ignore_ascii_case(variant.name) {
             return Err(format!(
                 "these scales are for variant {}, the run uses {} (search or import scales for {})",

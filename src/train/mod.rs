@@ -671,7 +671,7 @@ fn check_before_start(
 ) -> anyhow::Result<(crate::data::OpenedDataset, Option<FrozenScales>)> {
     profile
         .check_output_paths()
-        .map_err(|m| anyhow::anyhow!("{}: {m}", opts.profile.display()))?;
+        .map_err(|e| e.in_file(&opts.profile))?;
     crate::device::check(&profile.devices, choice)?;
     let data = crate::data::open(&profile.data)?;
     if data.val.is_empty() {

@@ -109,9 +109,7 @@ pub fn parse_scales(bytes: &[u8], path: &Path, variant: &Variant) -> anyhow::Res
         .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let scales: ScalesProfile = crate::profile::parse_ron(text, path)?;
-    scales
-        .check(variant)
-        .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+    scales.check(variant).map_err(|e| e.in_file(path))?;
     Ok(scales)
 }
 
