@@ -149,9 +149,60 @@ fn human(bytes: u64) -> String {
     }
 }
 
-pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
-    let runs_dir = args.runs.runs_dir.clone();
-    let profile = RunProfile::load(&crate::profile::resolve_run_profile(&args.profile)?)?;
+/// The results table, and RepOpt-VGG against RepVGG when both were probed.
+fn print_results(results: &[ModelProbe]) {
+    crate::outln!(
+        "\n{:<8} {:>8} {:>12} {:>14} {:>14}",
+        "model",
+        "MaxBS",
+        "peak",
+        "img/s @32",
+        "img/s @MaxBS"
+    );
+    for r in results {
+        crate::outln!(
+            "{:<8} {:>8} {:>12} {:>14} {:>14}",
+            r.model.name(),
+            r.max_batch.map_or("none".into(), |m| format!(
+                "{m}{}",
+                if r.capped { "+" } else { "" }
+            )),
+            r.at_max
+                .as_ref()
+                .and_then(|t| t.peak_bytes)
+                .map_or("-".into(), human),
+            r.at_32
+                .as_ref()
+                .map_or("-".into(), |t| format!("{:.1}", t.images_per_s)),
+            r.at_max
+                .as_ref()
+                .map_or("-".into(), |t| format!("{:.1}", t.images_per_s)),
+        );
+    }
+    let get = |k: ModelKind| results.iter().find(|r| r.model == k);
+    if let (Some(t), Some(r)) = (get(ModelKind::Target), get(ModelKind::RepVgg))
+        && let (Some(a), Some(b)) = (t.max_batch, r.max_batch)
+    {
+        let speed = match (&t.at_32, &r.at_32) {
+            (Some(x), Some(y)) => format!(
+                ", {:.2}x the images/s at batch 32",
+                x.images_per_s / y.images_per_s
+            ),
+            _ => String::new(),
+        };
+        crate::outln!(
+            "RepOpt-VGG / RepVGG: {:.2}x the max batch size{speed}",
+            a as f64 / b as f64
+        );
+    }
+}
+
+/// What a probe measures, from its flags and profile, every value checked before any trial:
+/// the search settings and the models to search.
+fn probe_plan(
+    args: &ProbeArgs,
+    profile: &RunProfile,
+) -> anyhow::Result<(ProbeConfig, Vec<ModelKind>)> {
     let v = match &args.variant {
         Some(name) => variant(name)?,
         None => profile.variant(),
@@ -227,6 +278,14 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         trial_timeout: Duration::from_secs(args.trial_timeout),
         threads: args.threads,
     };
+    Ok((cfg, models))
+}
+
+pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
+    let runs_dir = args.runs.runs_dir.clone();
+    let profile = RunProfile::load(&crate::profile::resolve_run_profile(&args.profile)?)?;
+    let (cfg, models) = probe_plan(&args, &profile)?;
+    let (v, device, memory_limit) = (cfg.variant, cfg.device, cfg.memory_limit);
 
     let run_id = args
         .run_id
@@ -319,50 +378,7 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         wall_s: start.elapsed().as_secs_f64(),
     }))?;
 
-    crate::outln!(
-        "\n{:<8} {:>8} {:>12} {:>14} {:>14}",
-        "model",
-        "MaxBS",
-        "peak",
-        "img/s @32",
-        "img/s @MaxBS"
-    );
-    for r in &results {
-        crate::outln!(
-            "{:<8} {:>8} {:>12} {:>14} {:>14}",
-            r.model.name(),
-            r.max_batch.map_or("none".into(), |m| format!(
-                "{m}{}",
-                if r.capped { "+" } else { "" }
-            )),
-            r.at_max
-                .as_ref()
-                .and_then(|t| t.peak_bytes)
-                .map_or("-".into(), human),
-            r.at_32
-                .as_ref()
-                .map_or("-".into(), |t| format!("{:.1}", t.images_per_s)),
-            r.at_max
-                .as_ref()
-                .map_or("-".into(), |t| format!("{:.1}", t.images_per_s)),
-        );
-    }
-    let get = |k: ModelKind| results.iter().find(|r| r.model == k);
-    if let (Some(t), Some(r)) = (get(ModelKind::Target), get(ModelKind::RepVgg))
-        && let (Some(a), Some(b)) = (t.max_batch, r.max_batch)
-    {
-        let speed = match (&t.at_32, &r.at_32) {
-            (Some(x), Some(y)) => format!(
-                ", {:.2}x the images/s at batch 32",
-                x.images_per_s / y.images_per_s
-            ),
-            _ => String::new(),
-        };
-        crate::outln!(
-            "RepOpt-VGG / RepVGG: {:.2}x the max batch size{speed}",
-            a as f64 / b as f64
-        );
-    }
+    print_results(&results);
     crate::outln!(
         "events written to {}",
         dir.join(crate::rundir::EVENTS_FILE).display()
