@@ -22,6 +22,7 @@ use crate::model::{DeployNet, ModelKind, Net, Variant};
 use crate::profile::RunProfile;
 use crate::rundir::events::{EventBody, QuantizeEvent, QuantizeLayer, QuantizeScheme};
 use crate::train::checkpoint;
+use crate::train::trainer::evaluate_logits;
 use crate::train::weights::{load_tensors, read_weights};
 
 use super::interrupt_flag;
@@ -110,42 +111,15 @@ struct QuantizeTask {
     schemes: Vec<Scheme>,
 }
 
-/// Top-1 (%) of `logits` over the loader; `None` when interrupted. Non-finite logits are wrong.
+/// Top-1 (%) of `logits` over the loader, as `eval` measures it; `None` when interrupted.
 fn top1<B: Backend>(
     loader: &Loader,
+    classes: usize,
     device: &B::Device,
     logits: impl Fn(Tensor<B, 4>) -> Tensor<B, 2>,
 ) -> anyhow::Result<Option<f64>> {
-    let stop = interrupt_flag();
-    let (mut correct, mut n) = (0usize, 0usize);
-    for batch in loader.epoch(0, 0) {
-        if stop.load(Ordering::SeqCst) != 0 {
-            return Ok(None);
-        }
-        let batch = batch?;
-        let labels = batch.labels.clone();
-        let (x, _) = batch.into_tensors::<B>(device);
-        let out = crate::model::fuse::host(logits(x));
-        let classes = out.len() / labels.len().max(1);
-        for (row, &label) in out.chunks(classes.max(1)).zip(&labels) {
-            if row.iter().any(|v| !v.is_finite()) {
-                continue;
-            }
-            let best = row
-                .iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                );
-            correct += usize::from(best.0 as i64 == label);
-        }
-        n += labels.len();
-    }
-    if n == 0 {
-        bail!("the validation split is empty: nothing to measure");
-    }
-    Ok(Some(100.0 * correct as f64 / n as f64))
+    let report = evaluate_logits(loader, classes, device, &interrupt_flag(), logits)?;
+    Ok(report.map(|r| r.top1))
 }
 
 /// The first `n` images of a batch.
@@ -188,13 +162,13 @@ impl QuantizeTask {
         if seen == 0 {
             bail!("the training split is empty: no images to calibrate the activation ranges on");
         }
-        let Some(fp32_top1) = top1(&self.val, d, |x| net.forward(x, false))? else {
+        let Some(fp32_top1) = top1(&self.val, self.classes, d, |x| net.forward(x, false))? else {
             return Ok(None);
         };
         let mut schemes = Vec::new();
         for scheme in self.schemes {
             let q = QuantNet::new(&net, scheme, &stats);
-            let Some(t) = top1(&self.val, d, |x| q.forward(x))? else {
+            let Some(t) = top1(&self.val, self.classes, d, |x| q.forward(x))? else {
                 return Ok(None);
             };
             schemes.push((scheme, t));

@@ -662,6 +662,17 @@ pub fn evaluate_inner<B: burn::tensor::backend::Backend, M: crate::model::Classi
     device: &B::Device,
     stop: &AtomicUsize,
 ) -> anyhow::Result<Option<EvalReport>> {
+    evaluate_logits(loader, classes, device, stop, |x| model.logits(x, false))
+}
+
+/// [`evaluate_inner`] for any function from images to logits (a quantized network, say).
+pub fn evaluate_logits<B: burn::tensor::backend::Backend>(
+    loader: &Loader,
+    classes: usize,
+    device: &B::Device,
+    stop: &AtomicUsize,
+    logits: impl Fn(burn::tensor::Tensor<B, 4>) -> burn::tensor::Tensor<B, 2>,
+) -> anyhow::Result<Option<EvalReport>> {
     let (mut loss, mut top1, mut top5, mut n, mut non_finite) =
         (0.0f64, 0usize, 0usize, 0usize, 0usize);
     for batch in loader.epoch(0, 0) {
@@ -671,8 +682,7 @@ pub fn evaluate_inner<B: burn::tensor::backend::Backend, M: crate::model::Classi
         let batch = batch?;
         let labels = batch.labels.clone();
         let (x, _) = batch.into_tensors::<B>(device);
-        let logits: Vec<f32> = model
-            .logits(x, false)
+        let logits: Vec<f32> = logits(x)
             .into_data()
             .convert::<f32>()
             .to_vec()

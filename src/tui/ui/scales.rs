@@ -310,14 +310,7 @@ fn render_history(
                 .style(Style::default().fg(U_COLOR)),
         );
     }
-    let x_labels: Vec<Span> = format::axis_labels(x0, x1, 2, AxisStyle::Plain)
-        .into_iter()
-        .map(|l| Span::styled(format!("ep {l}"), label_style))
-        .collect();
-    let y_labels: Vec<Span> = format::axis_labels(y0, y1, 3, AxisStyle::Plain)
-        .into_iter()
-        .map(|l| Span::styled(l, label_style))
-        .collect();
+    let (x_labels, y_labels) = epoch_axis_labels([x0, x1], [y0, y1], label_style);
     let chart = Chart::new(datasets).block(block);
     let chart = super::axes_chart(chart, ([x0, x1], x_labels), ([y0, y1], y_labels), Some(40));
     f.render_widget(chart, area);
@@ -646,15 +639,25 @@ fn overlay_chart(label: &str, series: &[(usize, Vec<(f64, f64)>)], f: &mut Frame
         })
         .collect();
     let label_style = Style::default().fg(Color::DarkGray);
-    let x_labels: Vec<Span> = format::axis_labels(x0, x1, 2, AxisStyle::Plain)
-        .into_iter()
-        .map(|l| Span::styled(format!("ep {l}"), label_style))
-        .collect();
-    let y_labels: Vec<Span> = format::axis_labels(y0, y1, 3, AxisStyle::Plain)
-        .into_iter()
-        .map(|l| Span::styled(l, label_style))
-        .collect();
+    let (x_labels, y_labels) = epoch_axis_labels([x0, x1], [y0, y1], label_style);
     let chart = Chart::new(datasets).block(block);
     let chart = super::axes_chart(chart, ([x0, x1], x_labels), ([y0, y1], y_labels), None);
     f.render_widget(chart, area);
+}
+
+/// Axis labels of the scales charts: epochs (`ep 3`) along x, plain values along y.
+fn epoch_axis_labels(
+    [x0, x1]: [f64; 2],
+    [y0, y1]: [f64; 2],
+    style: Style,
+) -> (Vec<Span<'static>>, Vec<Span<'static>>) {
+    let x = format::axis_labels(x0, x1, 2, AxisStyle::Plain)
+        .into_iter()
+        .map(|l| Span::styled(format!("ep {l}"), style))
+        .collect();
+    let y = format::axis_labels(y0, y1, 3, AxisStyle::Plain)
+        .into_iter()
+        .map(|l| Span::styled(l, style))
+        .collect();
+    (x, y)
 }
