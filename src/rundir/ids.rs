@@ -60,12 +60,6 @@ fn is_stamp(s: &str) -> bool {
     b.len() == 15 && b[8] == b'-' && b[..8].iter().chain(&b[9..]).all(u8::is_ascii_digit)
 }
 
-/// The UTC stamp at the end of a run id, if it has one: `b1-20261128-101500` → `20261128-101500`.
-pub fn stamp_of(id: &str) -> Option<&str> {
-    let (name, stamp) = id.split_at_checked(id.len().checked_sub(15)?)?;
-    (name.len() > 1 && name.ends_with('-') && is_stamp(stamp)).then_some(stamp)
-}
-
 /// Whether `id` is one of the default ids of runs of `name`: `<name>` or `<name>-<stamp>`.
 pub fn is_run_of(id: &str, name: &str) -> bool {
     id == name
@@ -105,14 +99,11 @@ mod tests {
 
     #[test]
     fn run_ids_are_read_back() {
-        assert_eq!(stamp_of("b1-20261128-101500"), Some("20261128-101500"));
-        assert_eq!(
-            stamp_of("20261128-101500"),
-            None,
-            "no name before the stamp"
-        );
-        assert_eq!(stamp_of("b1-2026112x-101500"), None);
-        assert_eq!(stamp_of("é-20261128-101500"), Some("20261128-101500"));
+        assert!(is_stamp("20261128-101500"));
+        assert!(!is_stamp("2026112x-101500"), "digits only");
+        assert!(!is_stamp("20261128_101500"), "a dash between date and time");
+        assert!(!is_stamp("20261128-1015"), "all fifteen characters");
+        assert!(!is_run_of("demo-hs-2026112x-101500", "demo-hs"));
         assert!(is_run_of("demo-hs-20261128-101500", "demo-hs"));
         assert!(is_run_of("demo-hs", "demo-hs"));
         assert!(!is_run_of("demo-hs-x-20261128-101500", "demo-hs"));
