@@ -781,11 +781,11 @@ fn kernel_stats_of_a_run_directory_and_the_errors_it_explains() {
     assert!(err.contains("does not fit the RepVGG model"), "{err}");
 }
 
-// ---- the Table 4 grid under profiles/ablation ----
+// ---- the paper's comparison and Table 4 grid under profiles/cifar10 ----
 
 #[test]
-fn the_table4_grid_profiles_parse_and_differ_only_in_their_switches() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/ablation");
+fn the_cifar10_profiles_share_one_recipe_and_differ_only_in_their_switches() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/cifar10");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -794,22 +794,31 @@ fn the_table4_grid_profiles_parse_and_differ_only_in_their_switches() {
     files.sort();
     let mut cells = Vec::new();
     let mut hs = None;
+    let mut repvgg = None;
     for file in &files {
         let p = RunProfile::load(file).unwrap_or_else(|e| panic!("{e}"));
         let text = std::fs::read_to_string(file).unwrap();
         let header = text.lines().next().unwrap();
+        let stem = file.file_stem().unwrap().to_str().unwrap();
+        // Each names its command, so a renamed file is caught.
+        assert!(
+            text.contains(&format!("--profile profiles/cifar10/{stem}.ron")),
+            "{stem}"
+        );
         match p.kind {
             repopt_tui::profile::RunKind::HyperSearch => {
                 assert!(header.starts_with("// Hyper-Search"), "{header}");
-                assert_eq!(file.file_stem().unwrap(), "table4-hs");
+                assert_eq!(stem, "cifar10-hs");
                 hs = Some(p);
             }
-            _ => {
-                assert!(header.starts_with("// Table 4 cell: "), "{header}");
-                cells.push((file.clone(), p));
+            repopt_tui::profile::RunKind::Baseline => {
+                assert_eq!(stem, "cifar10-repvgg");
+                repvgg = Some(p);
             }
+            _ => cells.push((file.clone(), p)),
         }
     }
+    let repvgg = repvgg.expect("the comparison's RepVGG profile");
     let hs = hs.expect("the grid's Hyper-Search profile");
     let (_, first) = &cells[0];
     let mut switches = Vec::new();
@@ -828,6 +837,16 @@ fn the_table4_grid_profiles_parse_and_differ_only_in_their_switches() {
             file.display()
         );
         assert_eq!((&p.variant, &p.data), (&hs.variant, &hs.data));
+        assert_eq!(
+            (&p.variant, &p.data, &p.recipe, &p.devices, p.seed),
+            (
+                &repvgg.variant,
+                &repvgg.data,
+                &repvgg.recipe,
+                &repvgg.devices,
+                repvgg.seed
+            )
+        );
         assert_eq!(p.data.classes, Some(10));
         switches.push((
             p.scales.clone().unwrap_or_default(),
@@ -839,16 +858,20 @@ fn the_table4_grid_profiles_parse_and_differ_only_in_their_switches() {
     switches.sort();
     let s = |x: &str| x.to_string();
     let mut expected = vec![
-        (s("run:table4-hs"), false, true, true),
+        (s("run:cifar10-hs"), false, true, true),
         (s("ones"), false, true, true),
         (s("hs-init"), false, true, true),
-        (s("run:table4-hs"), true, true, true),
-        (s("run:table4-hs"), false, false, true),
-        (s("run:table4-hs"), false, true, false),
+        (s("run:cifar10-hs"), true, true, true),
+        (s("run:cifar10-hs"), false, false, true),
+        (s("run:cifar10-hs"), false, true, false),
         (s(""), false, false, false),
     ];
     expected.sort();
     assert_eq!(switches, expected, "one profile per cell of the grid");
+    // The HS run differs from the others only by its gradient clipping (the official HS recipe).
+    let mut hs_recipe = hs.recipe.clone();
+    hs_recipe.grad_clip = None;
+    assert_eq!(hs_recipe, first.recipe);
 }
 
 /// A finished run writes its final weights' kernel statistics: `kernel_stats.json` equals
