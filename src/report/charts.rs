@@ -175,12 +175,10 @@ fn scales_history(runs: &[RunData]) -> Vec<Panel> {
         .map(|name| Panel::new(format!("network mean of {name}"), "epoch", "mean"));
     for (i, r) in runs.iter().enumerate() {
         let h = &r.scales_history;
-        let picks: [&dyn Fn(&crate::rundir::EpochMeans) -> Option<f64>; 3] =
-            [&|e| e.s, &|e| e.t, &|e| e.u];
-        for (panel, pick) in panels.iter_mut().zip(picks) {
+        for (k, panel) in panels.iter_mut().enumerate() {
             let points = h
                 .iter()
-                .filter_map(|e| pick(e).map(|v| (e.epoch as f64, v)))
+                .filter_map(|e| [e.s, e.t, e.u][k].map(|v| (e.epoch as f64, v)))
                 .collect();
             panel.push(r.id(), i, points, true);
         }

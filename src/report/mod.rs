@@ -295,8 +295,9 @@ pub struct Written {
     pub charts: Vec<PathBuf>,
 }
 
-/// Checks the output directory before anything is computed: creatable, a directory, and not
-/// inside any of the run directories (a report never writes into a run).
+/// Checks the output directory before anything is computed: not inside any of the run
+/// directories (a report never writes into a run, not even a folder), then creatable and a
+/// directory. Returns its absolute path.
 pub fn prepare_out_dir(out: &Path, runs: &[PathBuf]) -> anyhow::Result<PathBuf> {
     if out.exists() && !out.is_dir() {
         bail!(
@@ -304,15 +305,7 @@ pub fn prepare_out_dir(out: &Path, runs: &[PathBuf]) -> anyhow::Result<PathBuf> 
             out.display()
         );
     }
-    std::fs::create_dir_all(out).with_context(|| {
-        format!(
-            "-o {}: cannot create the directory: give a directory you can write",
-            out.display()
-        )
-    })?;
-    let out_abs = out
-        .canonicalize()
-        .with_context(|| format!("-o {}: cannot resolve the path", out.display()))?;
+    let out_abs = resolve_missing(out);
     for run in runs {
         if let Ok(run_abs) = run.canonicalize()
             && out_abs.starts_with(&run_abs)
@@ -324,7 +317,34 @@ pub fn prepare_out_dir(out: &Path, runs: &[PathBuf]) -> anyhow::Result<PathBuf> 
             );
         }
     }
-    Ok(out_abs)
+    std::fs::create_dir_all(out).with_context(|| {
+        format!(
+            "-o {}: cannot create the directory: give a directory you can write",
+            out.display()
+        )
+    })?;
+    out.canonicalize()
+        .with_context(|| format!("-o {}: cannot resolve the path", out.display()))
+}
+
+/// The absolute, symlink-free form of a path that may not exist yet: its nearest existing
+/// ancestor resolved, the rest appended.
+fn resolve_missing(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut tail = Vec::new();
+    let mut head = abs.as_path();
+    loop {
+        if let Ok(real) = head.canonicalize() {
+            return tail.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (head.parent(), head.file_name()) {
+            (Some(parent), Some(name)) => {
+                tail.push(name.to_os_string());
+                head = parent;
+            }
+            _ => return abs,
+        }
+    }
 }
 
 /// Renders the charts and the Markdown and writes them into `out` (checked by

@@ -318,12 +318,17 @@ fn charts_section(out: &mut String, charts: &[Chart]) {
             "no run with a `kernel_stats.json` or a `quantize` event",
         ),
     ];
-    for (file, why) in missing {
-        if !has(file) {
-            let _ = writeln!(out, "- Not drawn: {why}.");
-        }
+    let not_drawn: Vec<&str> = missing
+        .iter()
+        .filter(|(file, _)| !has(file))
+        .map(|(_, why)| *why)
+        .collect();
+    for why in &not_drawn {
+        let _ = writeln!(out, "- Not drawn: {why}.");
     }
-    out.push('\n');
+    if !not_drawn.is_empty() {
+        out.push('\n');
+    }
 }
 
 /// Table 11: per run with kernel statistics, per layer the centre and surround standard
