@@ -485,3 +485,160 @@ fn report_bad_inputs_name_the_path_and_what_to_do() {
     assert!(!inside.exists(), "a folder was made inside the run");
     assert_eq!(snapshot(&hs), before, "the run directory was written to");
 }
+
+/// A tiny synthetic profile (T0, 16x16) of `kind` with `extra` fields.
+fn tiny_profile(dir: &Path, name: &str, kind: &str, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.ron"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"(
+    kind: {kind},
+    variant: "T0",
+    data: (kind: Synthetic, classes: 4, image_size: 16, synthetic_train: 64, synthetic_val: 32, synthetic_seed: 3),
+    recipe: (
+        epochs: 2, batch_size: 16, lr: 0.05, lr_scaling: false, warmup_epochs: 0.0,
+        optimizer: Sgd(momentum: 0.9, nesterov: true),
+        weight_decay: 4e-5, label_smoothing: 0.1, augment: CifarStandard, workers: 1,
+    ),
+    devices: [Cpu],
+    log_every: 1,
+    seed: 5,
+    {extra}
+)"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn report_of_runs_the_binary_trained_and_quantized() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+    let hs = tiny_profile(tmp.path(), "hs", "HyperSearch", "");
+    let target = tiny_profile(
+        tmp.path(),
+        "target",
+        "Target",
+        r#"scales: "run:hs", modify_gradients: false,"#,
+    );
+    for (p, id) in [(&hs, "hs"), (&target, "target")] {
+        let out = run(&[
+            "--profile",
+            p.to_str().unwrap(),
+            "--runs-dir",
+            runs_s,
+            "--run-id",
+            id,
+        ]);
+        assert!(out.status.success());
+    }
+    let out = run(&[
+        "quantize",
+        "--profile",
+        target.to_str().unwrap(),
+        "--weights",
+        runs.join("target").to_str().unwrap(),
+        "--calibration-images",
+        "32",
+        "--keep-float",
+        "none",
+    ]);
+    assert!(out.status.success());
+    let out_dir = tmp.path().join("report");
+    let out = report(&[&runs.join("hs"), &runs.join("target")], &out_dir);
+    assert!(out.status.success(), "{out:?}");
+    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+
+    // The numbers the run directories hold, read independently of the report.
+    for id in ["hs", "target"] {
+        let events = crate::common::runs::events(&runs.join(id));
+        let top1: Vec<f64> = events
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::Eval(v) => Some(v.top1),
+                _ => None,
+            })
+            .collect();
+        let mut ips: Vec<f64> = events
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::Step(s) => Some(s.images_per_s),
+                _ => None,
+            })
+            .collect();
+        ips.sort_by(f64::total_cmp);
+        // 64 images in batches of 16, logged every step: 8 steps, an even count.
+        assert_eq!(ips.len(), 8);
+        let median = (ips[3] + ips[4]) / 2.0;
+        let r = row(&md, id);
+        assert_eq!(r[3], "finished");
+        assert_eq!(r[4], "2/2");
+        assert_eq!(
+            r[5],
+            format!("{:.2}", top1.iter().copied().reduce(f64::max).unwrap())
+        );
+        assert_eq!(r[6], format!("{:.2}", top1[1]));
+        assert_eq!(r[7], format!("{median:.1}"));
+        if id == "target" {
+            let q = events
+                .iter()
+                .find_map(|e| match &e.body {
+                    EventBody::Quantize(q) => Some(q.clone()),
+                    _ => None,
+                })
+                .unwrap();
+            assert_eq!(r[9], format!("{:.2}", q.fp32_top1));
+            // Per-channel and per-tensor weights, each with two calibrations.
+            assert_eq!(q.schemes.len(), 4);
+            for s in &q.schemes {
+                let line = format!(
+                    "| target | {:.2} | {} | {} | {} | {:.2} | {:.2} |",
+                    q.fp32_top1, s.weights, s.activations, s.keep_float, s.top1, s.drop
+                );
+                assert!(md.contains(&line), "{line} not in\n{md}");
+            }
+        }
+    }
+    // The Target run's switches, from its frozen profile.
+    let r = row(&md, "target");
+    assert_eq!(r[1], "RepOpt");
+    let switches = md
+        .lines()
+        .find(|l| l.starts_with("| target | `"))
+        .unwrap_or_else(|| panic!("no switches row in\n{md}"));
+    assert!(
+        switches.ends_with("scales.ron` | no | yes | no | Trained |"),
+        "{switches}"
+    );
+    // Table 11 from the run's kernel_stats.json: a row per layer and the mean ratio.
+    let stats: KernelStatsReport =
+        serde_json::from_slice(&std::fs::read(runs.join("target/kernel_stats.json")).unwrap())
+            .unwrap();
+    // (The HS run has its own table first: the Target run's is the one under its heading.)
+    let section = &md[md.find("### target (target T0").expect("target's Table 11")..];
+    for l in &stats.layers {
+        assert_eq!(
+            row(section, &l.layer)[8],
+            format!("{:.2}", l.merged.ratio())
+        );
+    }
+    assert!(md.contains("### hs (hs T0"), "{md}");
+    let merged = stats.mean_ratios()[2].unwrap();
+    assert!(md.contains(&format!("merged {merged:.2}.")), "{md}");
+    for chart in [
+        "curves.svg",
+        "scales_history.svg",
+        "scales_blocks.svg",
+        "kernels.svg",
+    ] {
+        let text = std::fs::read_to_string(out_dir.join(chart)).unwrap();
+        roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{chart}: {e}"));
+        assert!(
+            md.contains(&format!("]({chart})")),
+            "{chart} not referenced"
+        );
+    }
+}
