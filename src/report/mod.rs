@@ -134,6 +134,19 @@ pub fn load_run(dir: &Path) -> anyhow::Result<RunData> {
     }
     let events_path = dir.join(EVENTS_FILE);
     if !events_path.is_file() {
+        // A runs directory given for its runs: say how to name them all.
+        let holds_runs = std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().join(EVENTS_FILE).is_file())
+        });
+        if holds_runs {
+            bail!(
+                "{}: not a run directory but a folder of runs: give the runs themselves, e.g. {}/*",
+                dir.display(),
+                dir.display()
+            );
+        }
         bail!(
             "{}: not a run directory (no {EVENTS_FILE}): give a directory a run or a probe wrote, e.g. checkpoints/<run-id>",
             dir.display()

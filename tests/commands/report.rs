@@ -435,6 +435,17 @@ fn report_bad_inputs_name_the_path_and_what_to_do() {
     );
     assert!(!out_dir.join("report.md").exists());
 
+    // The folder of runs rather than the runs.
+    let e = stderr(&report(&[&runs], &out_dir));
+    assert!(
+        e.contains(&format!(
+            "{}: not a run directory but a folder of runs: give the runs themselves, e.g. {}/*",
+            runs.display(),
+            runs.display()
+        )),
+        "{e}"
+    );
+
     // Missing.
     let gone = tmp.path().join("gone");
     let e = stderr(&report(&[&gone], &out_dir));
