@@ -154,15 +154,17 @@ pub fn load_run(dir: &Path) -> anyhow::Result<RunData> {
     }
     let (events, reader) = read_all(&events_path)
         .with_context(|| format!("{}: cannot read {EVENTS_FILE}", dir.display()))?;
+    if events.is_empty() && reader.skipped() > 0 {
+        bail!(
+            "{}: no valid event in {EVENTS_FILE} ({} unreadable lines): not a run directory this version can read; leave it out",
+            dir.display(),
+            reader.skipped()
+        );
+    }
     if events.is_empty() {
         bail!(
-            "{}: the run has no events yet (its {EVENTS_FILE} is empty{}): report it once it has started, or leave it out",
-            dir.display(),
-            if reader.skipped() > 0 {
-                " of valid lines"
-            } else {
-                ""
-            }
+            "{}: the run has no events yet (empty {EVENTS_FILE}): report it once it has started, or leave it out",
+            dir.display()
         );
     }
     let mut summary = RunSummary::new(dir);

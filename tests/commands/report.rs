@@ -465,6 +465,17 @@ fn report_bad_inputs_name_the_path_and_what_to_do() {
         "{e}"
     );
 
+    // Nothing but lines this version cannot read.
+    std::fs::write(empty.join("events.jsonl"), "not an event\n{\"t\": 1}\n").unwrap();
+    let e = stderr(&report(&[&empty], &out_dir));
+    assert!(
+        e.contains(&format!(
+            "{}: no valid event in events.jsonl (2 unreadable lines)",
+            empty.display()
+        )),
+        "{e}"
+    );
+
     // -o under a regular file: cannot be created.
     let file = tmp.path().join("file");
     std::fs::write(&file, "x").unwrap();
