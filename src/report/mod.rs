@@ -20,12 +20,14 @@ use crate::profile::{RunKind, RunProfile, ScalesProfile};
 use crate::rundir::events::{EventBody, ProbeResult, QuantizeEvent, RunKindTag};
 use crate::rundir::series::RunSeries;
 use crate::rundir::{
-    EVENTS_FILE, EpochMeans, FROZEN_SCALES_FILE, RunStatus, RunSummary, read_all,
+    EVENTS_FILE, EpochMeans, EventReader, FROZEN_SCALES_FILE, RunStatus, RunSummary,
     read_frozen_profile, read_kernel_stats, scales_history,
 };
 
 /// The Markdown file a report writes.
 pub const REPORT_FILE: &str = "report.md";
+/// Bytes of `events.jsonl` parsed at a time.
+const CHUNK_BYTES: u64 = 16 << 20;
 
 /// Per block of a network, in forward order: the channel means of s, t and u (u only for blocks
 /// with an identity branch) — one curve of the paper's Fig. 7.
@@ -152,33 +154,49 @@ pub fn load_run(dir: &Path) -> anyhow::Result<RunData> {
             dir.display()
         );
     }
-    let (events, reader) = read_all(&events_path)
-        .with_context(|| format!("{}: cannot read {EVENTS_FILE}", dir.display()))?;
-    if events.is_empty() && reader.skipped() > 0 {
+    // Folded chunk by chunk: a long run's millions of steps are never all held as events.
+    let mut reader = EventReader::new(&events_path);
+    let mut summary = RunSummary::new(dir);
+    let mut series = RunSeries::default();
+    let mut quantize = None;
+    let mut probes = Vec::new();
+    let mut history = Vec::new();
+    loop {
+        let batch = reader
+            .read_chunk(CHUNK_BYTES)
+            .with_context(|| format!("{}: cannot read {EVENTS_FILE}", dir.display()))?;
+        if batch.reset {
+            bail!(
+                "{}: {EVENTS_FILE} was replaced while it was read: try again",
+                dir.display()
+            );
+        }
+        for e in &batch.events {
+            summary.apply(e);
+            series.apply(e);
+            match &e.body {
+                EventBody::Quantize(q) => quantize = Some(q.clone()),
+                EventBody::Probe(p) => probes.push(p.clone()),
+                _ => {}
+            }
+        }
+        history.extend(scales_history(&batch.events));
+        if !batch.more {
+            break;
+        }
+    }
+    if summary.events == 0 && reader.skipped() > 0 {
         bail!(
             "{}: no valid event in {EVENTS_FILE} ({} unreadable lines): not a run directory this version can read; leave it out",
             dir.display(),
             reader.skipped()
         );
     }
-    if events.is_empty() {
+    if summary.events == 0 {
         bail!(
             "{}: the run has no events yet (empty {EVENTS_FILE}): report it once it has started, or leave it out",
             dir.display()
         );
-    }
-    let mut summary = RunSummary::new(dir);
-    let mut series = RunSeries::default();
-    let mut quantize = None;
-    let mut probes = Vec::new();
-    for e in &events {
-        summary.apply(e);
-        series.apply(e);
-        match &e.body {
-            EventBody::Quantize(q) => quantize = Some(q.clone()),
-            EventBody::Probe(p) => probes.push(p.clone()),
-            _ => {}
-        }
     }
     summary.skipped_lines = reader.skipped();
     summary.set_owner(
@@ -201,7 +219,6 @@ pub fn load_run(dir: &Path) -> anyhow::Result<RunData> {
         notes.push(format!("kernel statistics not shown: {e}"));
         None
     });
-    let scales_history = scales_history(&events);
     let block_means = match series.scales.last() {
         Some(last) => Some(BlockMeans {
             source: format!("epoch {}", last.epoch + 1),
@@ -229,7 +246,7 @@ pub fn load_run(dir: &Path) -> anyhow::Result<RunData> {
         kernel_stats,
         quantize,
         probes,
-        scales_history,
+        scales_history: history,
         block_means,
         notes,
     };
