@@ -1,7 +1,8 @@
 //! repopt-tui: train convnets with RepOptimizers from a terminal workstation.
 //!
 //! Layers, dependencies pointing down only:
-//! - `tui` (dashboard) reads run directories; it never calls into training.
+//! - `tui` (dashboard) and `report` (Markdown and SVG charts) read run directories; they never
+//!   call into training.
 //! - `train`, `probe` orchestrate runs from `model`, `optim`, `data`, `profile`, `rundir`, `gpu`.
 //! - `model`, `optim` are the numerics; `data` the input pipeline; `interop` file formats.
 
@@ -16,6 +17,7 @@ pub mod optim;
 pub mod output;
 pub mod probe;
 pub mod profile;
+pub mod report;
 pub mod rundir;
 pub mod train;
 pub mod tui;

@@ -218,17 +218,14 @@ pub fn table(report: &KernelStatsReport) -> String {
             cell(Some(&l.merged))
         );
     }
-    let mean = |f: &dyn Fn(&LayerKernelStats) -> Option<f64>| -> Option<f64> {
-        let v: Vec<f64> = report.layers.iter().filter_map(f).collect();
-        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-    };
     let show = |m: Option<f64>| m.map_or("-".to_string(), |m| format!("{m:.2}"));
+    let [train, fused, merged] = report.mean_ratios();
     let _ = writeln!(
         out,
         "mean c/s over layers: trained {}, BN fused {}, merged {}",
-        show(mean(&|l| l.train.map(|c| c.ratio()))),
-        show(mean(&|l| l.bn_fused.map(|c| c.ratio()))),
-        show(mean(&|l| Some(l.merged.ratio())))
+        show(train),
+        show(fused),
+        show(merged)
     );
     out
 }

@@ -7,6 +7,7 @@ pub mod kernel_stats;
 mod models;
 mod probe;
 mod quantize;
+mod report;
 mod scales;
 mod verify;
 mod weights;
@@ -86,6 +87,9 @@ pub enum Command {
     /// INT8 post-training quantization (simulated) of the deploy form: FP32 and INT8 top-1 per
     /// scheme, and per layer why a kernel quantizes badly (the paper's Table 8).
     Quantize(quantize::QuantizeArgs),
+    /// One page about some runs, to paste into a paper draft or an issue: report.md (a row per
+    /// run, INT8 per scheme, MaxBS, kernel statistics) and SVG charts beside it.
+    Report(report::ReportArgs),
     /// Benchmarks: training steps of the models.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -219,6 +223,7 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         Some(Command::Eval(args)) => weights::eval(args),
         Some(Command::Quantize(args)) => quantize::run(args),
         Some(Command::Export(args)) => weights::export(args),
+        Some(Command::Report(args)) => report::run(args),
         Some(Command::Demo(args)) => demo::run_demo(args),
         None => match cli.profile {
             Some(arg) => {

@@ -11,8 +11,8 @@ use clap::Args;
 use crate::device::{BackendTask, DeviceChoice, DeviceSpec, dispatch};
 use crate::model::{ModelKind, Variant, variant};
 use crate::probe::{
-    ModelProbe, ProbeConfig, Trial, alloc, parse_size, run_trial, search, trial_exe,
-    trial_in_process,
+    ModelProbe, ProbeConfig, Trial, alloc, human_bytes as human, parse_size, run_trial, search,
+    trial_exe, trial_in_process,
 };
 use crate::profile::RunProfile;
 use crate::rundir::events::{self, EventBody};
@@ -138,15 +138,6 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<ExitCode> {
     }
     crate::outln!("{}", serde_json::to_string(&report)?);
     Ok(ExitCode::SUCCESS)
-}
-
-fn human(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1024.0 * 1024.0 * 1024.0 {
-        format!("{:.2} GiB", b / (1024.0 * 1024.0 * 1024.0))
-    } else {
-        format!("{:.1} MiB", b / (1024.0 * 1024.0))
-    }
 }
 
 /// The results table, and RepOpt-VGG against RepVGG when both were probed.

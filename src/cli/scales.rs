@@ -10,8 +10,7 @@ use serde::Serialize;
 use crate::interop::import_scales;
 use crate::model::variant;
 use crate::profile::{ScaleSource, ScalesProfile};
-use crate::rundir::events::EventBody;
-use crate::rundir::network_means;
+use crate::rundir::{EpochMeans, scales_history};
 use crate::train::scales::{load_scale_source, resolve_scale_source};
 
 #[derive(Subcommand, Debug)]
@@ -82,15 +81,6 @@ struct RunHistory {
     epochs: Vec<EpochMeans>,
 }
 
-#[derive(Debug, Serialize)]
-struct EpochMeans {
-    /// 1-based, as the dashboard and the progress lines count.
-    epoch: u32,
-    s: Option<f64>,
-    t: Option<f64>,
-    u: Option<f64>,
-}
-
 fn history(spec: &str, runs_dir: &Path) -> anyhow::Result<RunHistory> {
     let dir = match spec.strip_prefix("run:") {
         Some(name) => crate::train::newest_run(runs_dir, name, Some(crate::rundir::EVENTS_FILE))
@@ -104,21 +94,7 @@ fn history(spec: &str, runs_dir: &Path) -> anyhow::Result<RunHistory> {
             dir.display()
         )
     })?;
-    let epochs: Vec<EpochMeans> = events
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::Scales(s) => {
-                let [ms, mt, mu] = network_means(s);
-                Some(EpochMeans {
-                    epoch: s.epoch + 1,
-                    s: ms,
-                    t: mt,
-                    u: mu,
-                })
-            }
-            _ => None,
-        })
-        .collect();
+    let epochs = scales_history(&events);
     if epochs.is_empty() {
         anyhow::bail!(
             "{}: no scales events (only Hyper-Search runs write them, after each epoch)",

@@ -93,6 +93,22 @@ pub struct KernelStatsReport {
     pub layers: Vec<LayerKernelStats>,
 }
 
+impl KernelStatsReport {
+    /// The centre/surround ratio averaged over layers, per form (trained, BN-fused, merged): the
+    /// one-line summary of Table 11. None for a form no layer has (deploy weights).
+    pub fn mean_ratios(&self) -> [Option<f64>; 3] {
+        let mean = |f: &dyn Fn(&LayerKernelStats) -> Option<f64>| -> Option<f64> {
+            let v: Vec<f64> = self.layers.iter().filter_map(f).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        [
+            mean(&|l| l.train.map(|c| c.ratio())),
+            mean(&|l| l.bn_fused.map(|c| c.ratio())),
+            mean(&|l| Some(l.merged.ratio())),
+        ]
+    }
+}
+
 /// The kernels of a block in the three forms (host values, [cout, cin, 3, 3]).
 pub struct KernelForms {
     pub train: Option<Vec<f32>>,

@@ -1,6 +1,8 @@
 //! Building the statistics carried by `scales` events from a raw per-channel vector.
 
-use super::events::{Histogram, LayerScales, ScaleStats, ScalesEvent};
+use serde::Serialize;
+
+use super::events::{Event, EventBody, Histogram, LayerScales, ScaleStats, ScalesEvent};
 
 /// Mean, std (population), min, max, negative count and an equal-width histogram over
 /// [min, max] with `bins` bins (all values in bin 0 when min = max). Non-finite values are
@@ -71,6 +73,35 @@ pub fn network_means(e: &ScalesEvent) -> [Option<f64>; 3] {
         mean(&|l| Some(&l.t)),
         mean(&|l| l.u.as_ref()),
     ]
+}
+
+/// The network's mean s, t and u after one epoch (one point of the paper's Fig. 6).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochMeans {
+    /// 1-based, as the dashboard and the progress lines count.
+    pub epoch: u32,
+    pub s: Option<f64>,
+    pub t: Option<f64>,
+    pub u: Option<f64>,
+}
+
+/// The paper's Fig. 6 for one run: [`network_means`] of each `scales` event, in file order.
+pub fn scales_history(events: &[Event]) -> Vec<EpochMeans> {
+    events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Scales(s) => {
+                let [ms, mt, mu] = network_means(s);
+                Some(EpochMeans {
+                    epoch: s.epoch + 1,
+                    s: ms,
+                    t: mt,
+                    u: mu,
+                })
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

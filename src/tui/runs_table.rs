@@ -4,7 +4,6 @@
 use std::cmp::Ordering;
 use std::path::Path;
 
-use crate::profile::RunProfile;
 use crate::rundir::events::RunKindTag;
 use crate::rundir::{PROFILE_FILE, RunStatus};
 
@@ -37,18 +36,8 @@ impl RunConfig {
         if mtime.is_none() {
             return RunConfig::default();
         }
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                return RunConfig {
-                    mtime,
-                    error: Some(format!("cannot read {}: {e}", path.display())),
-                    ..Default::default()
-                };
-            }
-        };
-        match crate::profile::parse_ron::<RunProfile>(&text, &path) {
-            Ok(p) => RunConfig {
+        match crate::rundir::read_frozen_profile(run_dir) {
+            Ok(Some(p)) => RunConfig {
                 mtime,
                 lr: Some(p.recipe.lr),
                 total_batch: Some(p.total_batch()),
@@ -61,9 +50,11 @@ impl RunConfig {
                 variant: Some(p.variant.clone()),
                 error: None,
             },
-            Err(e) => RunConfig {
+            // Removed between the two looks: as if there were none.
+            Ok(None) => RunConfig::default(),
+            Err(error) => RunConfig {
                 mtime,
-                error: Some(e.to_string()),
+                error: Some(error),
                 ..Default::default()
             },
         }

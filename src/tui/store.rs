@@ -46,8 +46,7 @@ pub struct RunEntry {
 
 /// A run's `kernel_stats.json`, if it has a readable one.
 fn read_kernel_stats(run_dir: &Path) -> Option<KernelStatsReport> {
-    let bytes = std::fs::read(run_dir.join(crate::rundir::KERNEL_STATS_FILE)).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    crate::rundir::read_kernel_stats(run_dir).ok().flatten()
 }
 
 /// One GPU sample for the history sparklines.

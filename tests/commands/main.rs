@@ -18,6 +18,7 @@ mod probe;
 mod profiles;
 mod quantize;
 mod readme_figures;
+mod report;
 mod resume_kinds;
 mod rundir_events;
 mod rundir_runs;
