@@ -365,7 +365,7 @@ where
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend_corner(&panel.lines, (x0, x1), (y0, y1)))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 12))
@@ -373,9 +373,51 @@ where
     Ok(())
 }
 
+/// The right-hand corner with fewer points under it, so the legend covers as little of the
+/// lines as it can: below rising curves (accuracy), above falling ones (loss).
+fn legend_corner(
+    lines: &[Line],
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+) -> SeriesLabelPosition {
+    let right = x0 + 0.6 * (x1 - x0);
+    let mid = (y0 + y1) / 2.0;
+    let (mut upper, mut lower) = (0usize, 0usize);
+    for &(x, y) in lines.iter().flat_map(|l| &l.points) {
+        if x >= right {
+            if y > mid { upper += 1 } else { lower += 1 }
+        }
+    }
+    if upper > lower {
+        SeriesLabelPosition::LowerRight
+    } else {
+        SeriesLabelPosition::UpperRight
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_legend_sits_in_the_corner_the_lines_end_away_from() {
+        let line = |points: Vec<(f64, f64)>| Line {
+            label: "r".into(),
+            colour: colour(0),
+            points,
+            markers: false,
+        };
+        let rising = [line(vec![(0.0, 10.0), (1.0, 60.0)])];
+        let falling = [line(vec![(0.0, 6.0), (1.0, 1.0)])];
+        assert!(matches!(
+            legend_corner(&rising, (0.0, 1.0), (0.0, 70.0)),
+            SeriesLabelPosition::LowerRight
+        ));
+        assert!(matches!(
+            legend_corner(&falling, (0.0, 1.0), (0.0, 7.0)),
+            SeriesLabelPosition::UpperRight
+        ));
+    }
 
     #[test]
     fn bucket_means_average_consecutive_points() {
