@@ -28,7 +28,8 @@ pub use lock::{LockError, LockTable, RunLock, live_owner};
 pub use reader::{EventReader, ReadBatch, SkippedLine, read_all, tail_lines};
 pub use stats::{EpochMeans, network_means, scale_stats, scales_history};
 pub use summary::{
-    RunStatus, RunSummary, list_runs, mtime as file_mtime, sort_newest_first, summarize_run,
+    QuantizeSummary, RunStatus, RunSummary, list_runs, mtime as file_mtime, sort_newest_first,
+    summarize_run,
 };
 pub use writer::EventWriter;
 

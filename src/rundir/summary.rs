@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::events::{Event, EventBody, RunKindTag};
+use super::events::{Event, EventBody, QuantizeEvent, QuantizeScheme, RunKindTag};
 use super::{EVENTS_FILE, EventReader, LOCK_FILE, LockTable};
 
 /// The state of a run, derived from its events and from whether a live process owns it.
@@ -109,6 +109,8 @@ pub struct RunSummary {
     pub other_events: u64,
     /// Unparsable lines in events.jsonl.
     pub skipped_lines: u64,
+    /// The newest `quantize` event's results.
+    pub quantize: Option<QuantizeSummary>,
     lifecycle: Option<Lifecycle>,
     lifecycle_t: f64,
 }
@@ -156,6 +158,7 @@ impl RunSummary {
             probe_events: 0,
             other_events: 0,
             skipped_lines: 0,
+            quantize: None,
             lifecycle: None,
             lifecycle_t: 0.0,
         }
@@ -221,8 +224,9 @@ impl RunSummary {
                     self.variant = p.variant.clone();
                 }
             }
-            // A tool's record about the run's weights: the run's own state is unchanged.
-            EventBody::Quantize(_) => {}
+            // A tool's record about the run's weights: the run's own state is unchanged. Events
+            // are appended under the run's lock, so the last one in the file is the newest.
+            EventBody::Quantize(q) => self.quantize = Some(QuantizeSummary::of(e.t, q)),
             EventBody::Finished(f) => {
                 if f.best_top1.is_some() {
                     self.best_top1 = f.best_top1;
@@ -318,6 +322,43 @@ impl RunSummary {
     }
 }
 
+/// What the runs view shows of a `quantize` event: the top-1 figures, not the per-layer
+/// statistics (the summary is cloned on every refresh; the report reads those from the events).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizeSummary {
+    /// Time of the event.
+    pub t: f64,
+    /// The checkpoint quantized, relative to the run directory.
+    pub weights: String,
+    pub calibration_images: usize,
+    pub fp32_top1: f64,
+    pub schemes: Vec<QuantizeScheme>,
+}
+
+impl QuantizeSummary {
+    pub fn of(t: f64, q: &QuantizeEvent) -> Self {
+        QuantizeSummary {
+            t,
+            weights: q.weights.clone(),
+            calibration_images: q.calibration_images,
+            fp32_top1: q.fp32_top1,
+            schemes: q.schemes.clone(),
+        }
+    }
+
+    /// Index of the scheme with the highest INT8 top-1 (the first of equals); non-finite
+    /// figures never win.
+    pub fn best(&self) -> Option<usize> {
+        let mut best: Option<(usize, f64)> = None;
+        for (i, s) in self.schemes.iter().enumerate() {
+            if s.top1.is_finite() && best.is_none_or(|(_, b)| s.top1 > b) {
+                best = Some((i, s.top1));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+}
+
 /// Modification time of a path as Unix seconds.
 pub fn mtime(path: &Path) -> Option<f64> {
     let m = std::fs::metadata(path).ok()?.modified().ok()?;
@@ -372,4 +413,103 @@ pub fn sort_newest_first(runs: &mut [RunSummary]) {
             .unwrap_or(std::cmp::Ordering::Equal)
             .then_with(|| b.id.cmp(&a.id))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rundir::events::{Finished, QuantizeEvent, QuantizeScheme};
+
+    fn scheme(weights: &str, top1: f64, fp32: f64) -> QuantizeScheme {
+        QuantizeScheme {
+            weights: weights.into(),
+            activations: "min/max".into(),
+            keep_float: "none".into(),
+            top1,
+            drop: fp32 - top1,
+        }
+    }
+
+    fn quantize(t: f64, weights: &str, fp32: f64, schemes: Vec<QuantizeScheme>) -> Event {
+        Event {
+            t,
+            body: EventBody::Quantize(QuantizeEvent {
+                weights: weights.into(),
+                model: "target".into(),
+                variant: "A0".into(),
+                calibration_images: 256,
+                percentile: 99.99,
+                fp32_top1: fp32,
+                schemes,
+                layers: Vec::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn the_newest_quantize_event_is_kept_and_leaves_the_run_state_alone() {
+        let mut s = RunSummary::new(Path::new("/runs/a0-20261201-120000"));
+        s.apply(&Event {
+            t: 10.0,
+            body: EventBody::Finished(Finished {
+                epochs: 2,
+                best_top1: Some(70.5),
+                final_top1: Some(70.0),
+                wall_s: 9.0,
+            }),
+        });
+        assert_eq!(s.quantize, None);
+        s.apply(&quantize(
+            20.0,
+            "checkpoints/old.safetensors",
+            70.0,
+            vec![scheme("per-tensor", 60.0, 70.0)],
+        ));
+        s.apply(&quantize(
+            30.0,
+            "checkpoints/new.safetensors",
+            70.5,
+            vec![
+                scheme("per-tensor", 65.25, 70.5),
+                scheme("per-channel", 69.75, 70.5),
+            ],
+        ));
+        let q = s.quantize.as_ref().unwrap();
+        assert_eq!(q.t, 30.0);
+        assert_eq!(q.weights, "checkpoints/new.safetensors");
+        assert_eq!(q.fp32_top1, 70.5);
+        assert_eq!(q.calibration_images, 256);
+        assert_eq!(q.schemes.len(), 2);
+        assert_eq!(q.schemes[1].top1, 69.75);
+        assert_eq!(q.best(), Some(1));
+        // A tool's record: the run stays finished with its own best top-1.
+        assert_eq!(s.status, RunStatus::Finished);
+        assert_eq!(s.best_top1, Some(70.5));
+        assert_eq!(s.other_events, 0);
+        // Forgetting the events (file replaced) forgets the quantization too.
+        s.reset();
+        assert_eq!(s.quantize, None);
+    }
+
+    #[test]
+    fn best_scheme_is_the_first_highest_finite_top1() {
+        let q = QuantizeSummary {
+            t: 0.0,
+            weights: String::new(),
+            calibration_images: 8,
+            fp32_top1: 50.0,
+            schemes: vec![
+                scheme("a", f64::NAN, 50.0),
+                scheme("b", 40.0, 50.0),
+                scheme("c", 45.0, 50.0),
+                scheme("d", 45.0, 50.0),
+            ],
+        };
+        assert_eq!(q.best(), Some(2));
+        let none = QuantizeSummary {
+            schemes: vec![scheme("a", f64::NAN, 50.0)],
+            ..q
+        };
+        assert_eq!(none.best(), None);
+    }
 }

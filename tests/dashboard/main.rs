@@ -12,4 +12,5 @@ mod common;
 mod tui_e2e;
 mod tui_e2e_table;
 mod tui_measure;
+mod tui_quantize;
 mod tui_views;

@@ -8,8 +8,8 @@ use ratatui::widgets::{
     Cell, HighlightSpacing, LineGauge, Paragraph, Row, Table, TableState, Wrap,
 };
 
-use crate::rundir::events::RunKindTag;
-use crate::rundir::{RunStatus, STDOUT_LOG};
+use crate::rundir::events::{QuantizeScheme, RunKindTag};
+use crate::rundir::{QuantizeSummary, RunStatus, RunSummary, STDOUT_LOG};
 
 use super::super::app::App;
 use super::super::format;
@@ -189,6 +189,39 @@ fn render_details(app: &App, run: Option<&RunEntry>, f: &mut Frame, area: Rect) 
         return;
     };
     let s = &run.summary;
+    let block = panel(details_title(s));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    if inner.height == 0 {
+        return;
+    }
+    let mut lines = identity_lines(run);
+    lines.extend(metrics_line(run));
+    // Right after the run's own top-1 figures: the INT8 ones are what a quantized run is
+    // looked at for.
+    if let Some(q) = &s.quantize {
+        lines.extend(int8_lines(q, inner.width as usize));
+    }
+    lines.extend(history_lines(app, s));
+    lines.extend(status_lines(run));
+    lines.extend(stdout_tail_lines(s));
+
+    let gauge_h = u16::from(s.epochs.is_some_and(|e| e > 0) && inner.height >= 3);
+    let [gauge_area, text_area] =
+        Layout::vertical([Constraint::Length(gauge_h), Constraint::Min(0)]).areas(inner);
+    if gauge_h > 0 {
+        render_progress(run, f, gauge_area);
+    }
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), text_area);
+}
+
+/// The style of secondary facts (times, checkpoints, the profile).
+fn dim() -> Style {
+    Style::default().fg(Color::DarkGray)
+}
+
+/// The run id, its status and the live owner's pid.
+fn details_title(s: &RunSummary) -> Line<'static> {
     let mut title = vec![
         Span::raw(format!(" {} ", s.id)),
         Span::styled(status_label(s.status), status_style(s.status)),
@@ -198,14 +231,13 @@ fn render_details(app: &App, run: Option<&RunEntry>, f: &mut Frame, area: Rect) 
     } else {
         title.push(Span::raw(" "));
     }
-    let block = panel(Line::from(title));
-    let inner = block.inner(area);
-    f.render_widget(block, area);
-    if inner.height == 0 {
-        return;
-    }
-    let dim = Style::default().fg(Color::DarkGray);
-    let mut lines: Vec<Line> = Vec::new();
+    Line::from(title)
+}
+
+/// What the run is: kind, model, data, devices; its frozen profile; a probe's progress.
+fn identity_lines(run: &RunEntry) -> Vec<Line<'static>> {
+    let s = &run.summary;
+    let mut lines = Vec::new();
     let kind = match &s.kind {
         None => "kind unknown yet".to_string(),
         Some(k) => k.label().to_string(),
@@ -252,7 +284,7 @@ fn render_details(app: &App, run: Option<&RunEntry>, f: &mut Frame, area: Rect) 
                 "profile: {}  (p shows it, d diffs marked runs)",
                 cfg.join(" · ")
             ),
-            dim,
+            dim(),
         ));
     }
     if s.kind == Some(RunKindTag::Probe) {
@@ -265,7 +297,12 @@ fn render_details(app: &App, run: Option<&RunEntry>, f: &mut Frame, area: Rect) 
         }
         lines.push(Line::from(line));
     }
+    lines
+}
 
+/// Losses, top-1/top-5, best top-1, learning rate, throughput.
+fn metrics_line(run: &RunEntry) -> Option<Line<'static>> {
+    let s = &run.summary;
     let mut metrics = Vec::new();
     if let Some(l) = s.last_loss {
         metrics.push(format!("train loss {}", format::num(l)));
@@ -288,9 +325,100 @@ fn render_details(app: &App, run: Option<&RunEntry>, f: &mut Frame, area: Rect) 
     if let Some(i) = s.images_per_s {
         metrics.push(format!("{} img/s", format::si(i)));
     }
-    if !metrics.is_empty() {
-        lines.push(Line::from(metrics.join(" · ")));
+    (!metrics.is_empty()).then(|| Line::from(metrics.join(" · ")))
+}
+
+/// The newest `quantize` result: a header with the FP32 top-1, then one row per scheme
+/// (weight scales · calibration · kept in float → INT8 top-1 and drop), the best one marked.
+/// Rows are fitted to `width` here rather than wrapped, so each scheme stays on one line: the
+/// scheme's name is cut first, the figures last.
+fn int8_lines(q: &QuantizeSummary, width: usize) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    let mut header = format!("INT8 · FP32 top-1 {:.2}", q.fp32_top1);
+    for extra in [
+        format!(" · {}", q.weights),
+        format!(" · {} calibration images", q.calibration_images),
+    ] {
+        if header.chars().count() + extra.chars().count() <= width {
+            header.push_str(&extra);
+        }
     }
+    lines.push(Line::styled(
+        cut(&header, width),
+        Style::default().add_modifier(Modifier::BOLD),
+    ));
+    let col = |get: fn(&QuantizeScheme) -> &str| {
+        q.schemes
+            .iter()
+            .map(|s| get(s).chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (ww, aw, kw) = (
+        col(|s| &s.weights),
+        col(|s| &s.activations),
+        col(|s| &s.keep_float),
+    );
+    let top1s: Vec<String> = q.schemes.iter().map(|s| format!("{:.2}", s.top1)).collect();
+    let drops: Vec<String> = q.schemes.iter().map(|s| format!("{:.2}", s.drop)).collect();
+    let tw = top1s.iter().map(String::len).max().unwrap_or(0);
+    let dw = drops.iter().map(String::len).max().unwrap_or(0);
+    let best = q.best();
+    let marker = |i: usize| if best == Some(i) { " ◀ best" } else { "" };
+    let figures: Vec<String> = (0..q.schemes.len())
+        .map(|i| format!("→ {:>tw$}  drop {:>dw$}{}", top1s[i], drops[i], marker(i)))
+        .collect();
+    // Two spaces of indent and one before the figures; what is left is the labels' (the same
+    // for every row, so cut labels stay aligned).
+    let figures_w = figures.iter().map(|f| f.chars().count()).max().unwrap_or(0);
+    let room = width.saturating_sub(3 + figures_w);
+    for (i, s) in q.schemes.iter().enumerate() {
+        let label = format!(
+            "{:<ww$} · {:<aw$} · {:<kw$}",
+            s.weights, s.activations, s.keep_float
+        );
+        let row = if label.chars().count() <= room {
+            format!("  {label} {}", figures[i])
+        } else if room >= 4 {
+            // Only a name longer than the room gets an ellipsis, not one padded past it.
+            let name = label.trim_end();
+            let name = if name.chars().count() <= room {
+                format!("{name:<room$}")
+            } else {
+                cut(name, room)
+            };
+            format!("  {name} {}", figures[i])
+        } else {
+            cut(&format!("  {}", figures[i]), width)
+        };
+        let style = if best == Some(i) {
+            Style::default()
+                .fg(Color::Green)
+                .add_modifier(Modifier::BOLD)
+        } else {
+            Style::default()
+        };
+        lines.push(Line::styled(row, style));
+    }
+    lines
+}
+
+/// `text` in at most `width` characters, its end replaced by `…` when cut.
+fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out: String = text.chars().take(width - 1).collect();
+    out.push('…');
+    out
+}
+
+/// When it was created, updated, how long it took; checkpoints; what it resumed from.
+fn history_lines(app: &App, s: &RunSummary) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
     let mut when = Vec::new();
     if let Some(t) = s.first_t {
         when.push(format!("created {} UTC", format::utc_datetime(t)));
@@ -307,7 +435,7 @@ fn render_details(app: &App, run: Option<&RunEntry>, f: &mut Frame, area: Rect) 
         when.push(format!("took {}", format::duration(w)));
     }
     if !when.is_empty() {
-        lines.push(Line::styled(when.join(" · "), dim));
+        lines.push(Line::styled(when.join(" · "), dim()));
     }
     if s.checkpoints > 0 || s.last_checkpoint.is_some() {
         lines.push(Line::styled(
@@ -316,12 +444,19 @@ fn render_details(app: &App, run: Option<&RunEntry>, f: &mut Frame, area: Rect) 
                 format::plural(s.checkpoints as u64, "checkpoint"),
                 s.last_checkpoint.as_deref().unwrap_or("–")
             ),
-            dim,
+            dim(),
         ));
     }
     if let Some(r) = &s.resumed_from {
-        lines.push(Line::styled(format!("resumed from {r}"), dim));
+        lines.push(Line::styled(format!("resumed from {r}"), dim()));
     }
+    lines
+}
+
+/// What the status means and what to do about it; unparsable event lines.
+fn status_lines(run: &RunEntry) -> Vec<Line<'static>> {
+    let s = &run.summary;
+    let mut lines = Vec::new();
     let (note, style) = match s.status {
         RunStatus::Failed => (
             format!("failed: {}", s.failure.as_deref().unwrap_or("(no message)")),
@@ -340,9 +475,9 @@ fn render_details(app: &App, run: Option<&RunEntry>, f: &mut Frame, area: Rect) 
         ),
         RunStatus::New => (
             "no events yet: the process may be starting (see its stdout.log)".into(),
-            dim,
+            dim(),
         ),
-        RunStatus::Running => (String::new(), dim),
+        RunStatus::Running => (String::new(), dim()),
         RunStatus::Finished => (
             s.best_top1
                 .map(|b| format!("finished: best top-1 {b:.2}%"))
@@ -367,55 +502,60 @@ fn render_details(app: &App, run: Option<&RunEntry>, f: &mut Frame, area: Rect) 
             Style::default().fg(Color::Yellow),
         ));
     }
+    lines
+}
+
+/// The end of `stdout.log` of a run that failed, was interrupted or has not logged yet.
+fn stdout_tail_lines(s: &RunSummary) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
     if matches!(
         s.status,
         RunStatus::Failed | RunStatus::Interrupted | RunStatus::New
     ) && let Some(tail) = log_tail(&s.path.join(STDOUT_LOG), 4)
     {
-        lines.push(Line::styled(format!("{STDOUT_LOG}:"), dim));
+        lines.push(Line::styled(format!("{STDOUT_LOG}:"), dim()));
         for l in tail {
-            lines.push(Line::styled(format!("  {l}"), dim));
+            lines.push(Line::styled(format!("  {l}"), dim()));
         }
     }
+    lines
+}
 
-    let gauge_h = u16::from(s.epochs.is_some_and(|e| e > 0) && inner.height >= 3);
-    let [gauge_area, text_area] =
-        Layout::vertical([Constraint::Length(gauge_h), Constraint::Min(0)]).areas(inner);
-    if gauge_h > 0 {
-        let ratio = s.progress().unwrap_or(0.0);
-        let eta = if s.status.is_live() {
-            s.eta_s
-                .or_else(|| run.series.estimate_eta(s.epochs.unwrap_or(0)))
-                .map(|e| format!(" · ETA {}", format::duration(e)))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let epoch = match (s.epoch, s.epochs) {
-            (Some(e), Some(n)) => format!("epoch {}/{n}", (e + 1).min(n)),
-            (None, Some(n)) => format!("epoch 0/{n}"),
-            _ => String::new(),
-        };
-        let iter = match (s.global_iter, s.iters_per_epoch, s.epochs) {
-            (Some(g), Some(ipe), Some(n)) => {
-                let total = ipe * n as u64;
-                let done = if s.status == RunStatus::Finished {
-                    total
-                } else {
-                    (g + 1).min(total)
-                };
-                format!(" · iter {done}/{total}")
-            }
-            _ => String::new(),
-        };
-        let gauge = LineGauge::default()
-            .ratio(ratio)
-            .label(format!("{:>3.0}% {epoch}{iter}{eta}", ratio * 100.0))
-            .filled_style(status_style(s.status))
-            .unfilled_style(Style::default().fg(Color::DarkGray));
-        f.render_widget(gauge, gauge_area);
-    }
-    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), text_area);
+/// The progress gauge: percent, epoch, iteration, and the ETA of a live run.
+fn render_progress(run: &RunEntry, f: &mut Frame, area: Rect) {
+    let s = &run.summary;
+    let ratio = s.progress().unwrap_or(0.0);
+    let eta = if s.status.is_live() {
+        s.eta_s
+            .or_else(|| run.series.estimate_eta(s.epochs.unwrap_or(0)))
+            .map(|e| format!(" · ETA {}", format::duration(e)))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let epoch = match (s.epoch, s.epochs) {
+        (Some(e), Some(n)) => format!("epoch {}/{n}", (e + 1).min(n)),
+        (None, Some(n)) => format!("epoch 0/{n}"),
+        _ => String::new(),
+    };
+    let iter = match (s.global_iter, s.iters_per_epoch, s.epochs) {
+        (Some(g), Some(ipe), Some(n)) => {
+            let total = ipe * n as u64;
+            let done = if s.status == RunStatus::Finished {
+                total
+            } else {
+                (g + 1).min(total)
+            };
+            format!(" · iter {done}/{total}")
+        }
+        _ => String::new(),
+    };
+    let gauge = LineGauge::default()
+        .ratio(ratio)
+        .label(format!("{:>3.0}% {epoch}{iter}{eta}", ratio * 100.0))
+        .filled_style(status_style(s.status))
+        .unfilled_style(Style::default().fg(Color::DarkGray));
+    f.render_widget(gauge, area);
 }
 
 /// The last `n` non-empty lines of a log (reading only its last 4 KiB).
