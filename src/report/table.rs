@@ -118,7 +118,7 @@ fn runs_section(out: &mut String, training: &[&RunData], probes: &[&ProbeResult]
                 q.schemes
                     .iter()
                     .max_by(|a, b| a.top1.total_cmp(&b.top1))
-                    .map(|s| format!("{:.2} (−{:.2})", s.top1, s.drop))
+                    .map(|s| format!("{:.2} ({})", s.top1, signed_points(-s.drop)))
             });
             vec![
                 r.id().to_string(),
@@ -160,7 +160,7 @@ fn runs_section(out: &mut String, training: &[&RunData], probes: &[&ProbeResult]
             "train img/s",
             "MaxBS",
             "FP32 top-1",
-            "best INT8 top-1 (drop)",
+            "best INT8 top-1 (change)",
         ],
         &rows,
     ));
@@ -422,9 +422,22 @@ fn notes_section(out: &mut String, runs: &[RunData]) {
     out.push('\n');
 }
 
+/// A change in points with its sign, the minus as the typographic one: "−0.16", "+0.02".
+fn signed_points(change: f64) -> String {
+    let sign = if change < 0.0 { '−' } else { '+' };
+    format!("{sign}{:.2}", change.abs())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_carry_one_sign() {
+        assert_eq!(signed_points(-2.5), "−2.50");
+        assert_eq!(signed_points(0.02), "+0.02");
+        assert_eq!(signed_points(0.0), "+0.00");
+    }
 
     #[test]
     fn cells_escape_pipes_and_line_breaks() {
