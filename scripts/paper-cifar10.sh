@@ -16,7 +16,7 @@ BIN=${REPOPT_BIN:-target/release/repopt-tui}
 RUNS=${RUNS_DIR:-checkpoints}
 REPORT=${REPORT_DIR:-reports/cifar10}
 # The heap budget MaxBS is probed at (the paper's Table 2 uses a GPU's memory).
-PROBE_MEMORY=${PROBE_MEMORY:-512MiB}
+PROBE_MEMORY=${PROBE_MEMORY:-256MiB}
 
 profiles=(cifar10-hs cifar10-repopt cifar10-repvgg cifar10-vgg)
 if [[ "${1:-}" == "--grid" ]]; then

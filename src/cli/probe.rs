@@ -359,6 +359,7 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
             peak_bytes: result.at_max.as_ref().and_then(|r| r.peak_bytes),
             images_per_s_at_32: result.at_32.as_ref().map(|r| r.images_per_s),
             images_per_s_at_max: result.at_max.as_ref().map(|r| r.images_per_s),
+            max_batch_ceiling: Some(cfg.max_batch),
         }))?;
         results.push(result);
     }

@@ -65,7 +65,7 @@ fn max_batch_cell(run: &RunData, probes: &[&ProbeResult]) -> String {
         .iter()
         .filter(|p| p.model == model && p.variant == run.summary.variant)
         .map(|p| {
-            let mb = p.max_batch.map_or("none fits".into(), |m| m.to_string());
+            let mb = p.max_batch_text();
             format!("{mb} ({})", probe_conditions(p))
         })
         .collect();
@@ -267,7 +267,7 @@ fn probes_section(out: &mut String, runs: &[RunData]) {
                 p.model.clone(),
                 p.variant.clone(),
                 probe_conditions(p),
-                p.max_batch.map_or("none fits".into(), |m| m.to_string()),
+                p.max_batch_text(),
                 p.peak_bytes
                     .map_or(MISSING.into(), crate::probe::human_bytes),
                 p.images_per_s_at_32

@@ -271,6 +271,30 @@ pub struct ProbeResult {
     pub images_per_s_at_32: Option<f64>,
     #[serde(default)]
     pub images_per_s_at_max: Option<f64>,
+    /// The upper end of the search (`probe --max-batch`): a `max_batch` there means "at least".
+    /// Events written before it was recorded read as the default ceiling.
+    #[serde(default)]
+    pub max_batch_ceiling: Option<usize>,
+}
+
+/// `probe --max-batch`'s default: the ceiling of events that do not record theirs.
+pub const DEFAULT_PROBE_CEILING: usize = 4096;
+
+impl ProbeResult {
+    /// Whether `max_batch` is only a lower bound: the search stopped at its ceiling.
+    pub fn at_ceiling(&self) -> bool {
+        let ceiling = self.max_batch_ceiling.unwrap_or(DEFAULT_PROBE_CEILING);
+        self.max_batch.is_some_and(|m| m >= ceiling)
+    }
+
+    /// `472`, `≥ 4096` at the search's ceiling, `none` when not even batch 1 fits.
+    pub fn max_batch_text(&self) -> String {
+        match self.max_batch {
+            None => "none".into(),
+            Some(m) if self.at_ceiling() => format!("≥ {m}"),
+            Some(m) => m.to_string(),
+        }
+    }
 }
 
 /// INT8 post-training quantization of a run's weights (simulated in float).
@@ -371,6 +395,32 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_max_batch_at_the_search_ceiling_reads_as_a_lower_bound() {
+        let probe = |max_batch, ceiling| ProbeResult {
+            model: "target".into(),
+            variant: "T1".into(),
+            resolution: 32,
+            device: "cpu".into(),
+            memory_limit_bytes: None,
+            max_batch,
+            peak_bytes: None,
+            images_per_s_at_32: None,
+            images_per_s_at_max: None,
+            max_batch_ceiling: ceiling,
+        };
+        assert_eq!(probe(Some(472), Some(4096)).max_batch_text(), "472");
+        assert_eq!(probe(Some(1024), Some(1024)).max_batch_text(), "≥ 1024");
+        assert_eq!(probe(Some(4096), Some(8192)).max_batch_text(), "4096");
+        assert_eq!(probe(None, Some(64)).max_batch_text(), "none");
+        // Events written before the ceiling was recorded: the default ceiling.
+        assert_eq!(probe(Some(4096), None).max_batch_text(), "≥ 4096");
+        let old =
+            r#"{"model":"hs","variant":"B1","resolution":224,"device":"cuda:0","max_batch":4096}"#;
+        let read: ProbeResult = serde_json::from_str(old).unwrap();
+        assert!(read.at_ceiling());
+    }
 
     #[test]
     fn step_line_has_t_and_kind_at_top_level() {

@@ -156,6 +156,7 @@ fn one_of_each() -> Vec<EventBody> {
             peak_bytes: Some(3),
             images_per_s_at_32: Some(4.0),
             images_per_s_at_max: Some(5.0),
+            max_batch_ceiling: Some(4096),
         }),
         EventBody::Quantize(QuantizeEvent {
             weights: "ckpt/x.ckpt".into(),

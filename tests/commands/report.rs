@@ -157,6 +157,7 @@ fn probe_dir(runs: &Path) -> PathBuf {
         peak_bytes: Some(3 << 30),
         images_per_s_at_32: Some(120.0),
         images_per_s_at_max: Some(150.0),
+        max_batch_ceiling: Some(4096),
     };
     write_run(runs, PROBE, &[ev(4000.0, EventBody::Probe(p))])
 }

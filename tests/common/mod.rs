@@ -399,6 +399,7 @@ pub fn probe_events() -> Vec<Event> {
             peak_bytes: peak,
             images_per_s_at_32: Some(a),
             images_per_s_at_max: Some(b),
+            max_batch_ceiling: Some(4096),
         })
     };
     vec![

@@ -113,7 +113,7 @@ fn render_results(store: &Store, f: &mut Frame, area: Rect) {
                 Span::raw(p.resolution.to_string()),
                 Span::raw(p.device.clone()),
                 Span::styled(
-                    max_batch_text(p.max_batch),
+                    p.max_batch_text(),
                     Style::default().add_modifier(Modifier::BOLD),
                 ),
                 Span::raw(p.peak_bytes.map_or("–".into(), format::bytes)),
@@ -149,7 +149,7 @@ fn render_results(store: &Store, f: &mut Frame, area: Rect) {
             let mb_ratio = match (a.max_batch, b.max_batch) {
                 (Some(x), Some(y)) if y > 0 => {
                     let r = x as f64 / y as f64;
-                    match (x >= PROBE_CEILING, y >= PROBE_CEILING) {
+                    match (a.at_ceiling(), b.at_ceiling()) {
                         (false, false) => format!("×{r:.2}"),
                         (true, false) => format!("≥ ×{r:.2}"),
                         (false, true) => format!("≤ ×{r:.2}"),
@@ -217,34 +217,11 @@ fn render_results(store: &Store, f: &mut Frame, area: Rect) {
     f.render_widget(Paragraph::new(ratio_lines), ratio_area);
 }
 
-/// The upper end of the probe's search (`repopt-tui probe --max-batch`, default 4096; the
-/// `probe` event does not record it): a result there means "at least this".
-pub const PROBE_CEILING: usize = 4096;
-
-/// `472`, `≥ 4096` at the search's ceiling, `none` when not even batch 1 fits.
-pub fn max_batch_text(mb: Option<usize>) -> String {
-    match mb {
-        None => "none".into(),
-        Some(m) if m >= PROBE_CEILING => format!("≥ {m}"),
-        Some(m) => m.to_string(),
-    }
-}
-
 fn model_label(m: &str) -> &str {
     match m {
         "target" => "RepOpt",
         "repvgg" => "RepVGG",
         "hs" => "HS",
         other => other,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_search_ceiling_reads_as_a_lower_bound() {
-        assert_eq!(super::max_batch_text(Some(472)), "472");
-        assert_eq!(super::max_batch_text(Some(4096)), "≥ 4096");
-        assert_eq!(super::max_batch_text(None), "none");
     }
 }
