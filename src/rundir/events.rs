@@ -148,6 +148,14 @@ pub struct Step {
     /// Estimated seconds until the run finishes.
     #[serde(default)]
     pub eta_s: Option<f64>,
+    /// Multi-node jobs: each rank's own throughput (its images over its data, forward and
+    /// backward time), by rank.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank_images_per_s: Option<Vec<f64>>,
+    /// Multi-node jobs: mean milliseconds per step rank 0 spent in the gradients' all-reduce
+    /// (waiting for the others included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_reduce_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -385,6 +393,8 @@ mod tests {
                 images_per_s: 300.0,
                 top1: None,
                 eta_s: None,
+                rank_images_per_s: None,
+                all_reduce_ms: None,
             }),
         };
         let line = serde_json::to_string(&e).unwrap();

@@ -79,6 +79,8 @@ pub fn step(epoch: u32, iter: u64, ipe: u64, loss: f64, lr: f64, ips: f64) -> Ev
         images_per_s: ips,
         top1: None,
         eta_s: None,
+        rank_images_per_s: None,
+        all_reduce_ms: None,
     })
 }
 

@@ -1,0 +1,510 @@
+//! Data parallel across processes and nodes, on burn's collective engine (burn-collective 0.21).
+//!
+//! # Design
+//! One training process per node (`--nodes N --node-rank R --coordinator HOST:PORT`). Inside a
+//! process, the profile's devices are driven as before (`train::replicas`: replicas synced from
+//! the main device, gradients averaged on it, which is burn-collective's `Centralized` local
+//! strategy done in the trainer's own thread). Across processes, burn-collective's **global**
+//! all-reduce joins them: each process registers one peer (`PeerId` = node rank) with
+//! `num_devices: 1` and the global parameters (`num_nodes`, the coordinator's address, its own
+//! data-service address and port). Rank 0 hosts burn-collective's global orchestrator
+//! (`start_global_orchestrator`, feature `orchestrator`) on the coordinator port; every node
+//! serves its tensor data service on `coordinator port + 1 + rank` (or `--data-port`). The
+//! transport is burn-communication's WebSocket (axum + tokio-tungstenite); the global strategy
+//! is the ring.
+//!
+//! # What burn-collective 0.21 does and does not do (read from its source, tag v0.21.0)
+//! - `register` / `all_reduce` / `finish_collective` are per backend type and blocking; the local
+//!   server waits until `num_devices` peers of the process called. Driving several local devices
+//!   through its local level would need one thread per device; the trainer drives its devices
+//!   from one thread, so the local level stays in `train::replicas` (same arithmetic as the
+//!   `Centralized` strategy), and burn-collective carries the level between processes.
+//! - It works with any backend's primitives; with an autodiff backend the inner one must be used.
+//!   The all-reduce here runs on **Flex** (CPU) tensors whatever the training engine (Flex,
+//!   LibTorch, CUDA): the global level copies tensors to the host for the WebSocket anyway
+//!   (`TensorDataService` sends `TensorData`), so this costs one host copy per step and keeps
+//!   the layer independent of the training backend.
+//! - The global level implements all-reduce only: global `reduce` and `broadcast` are
+//!   `unimplemented!()` (`Node::reduce`, `Node::broadcast`). Broadcasts (the start model, the BN
+//!   buffers of rank 0, every rank's texts) are therefore sums where only the sender contributes.
+//! - No timeout and no failure detection: a peer that dies mid all-reduce leaves the others
+//!   waiting for ever (the ring's upload waits for a download that never comes; a refused
+//!   connection panics inside a spawned task). Every call here therefore runs on a helper thread
+//!   with a deadline, and while it waits the peers' data-service ports are probed with a plain
+//!   TCP connect: a refused connection means that process is gone. Either ends the job with a
+//!   message naming the node; the hung helper thread ends with the process.
+//! - `register` retries connecting to the orchestrator every second for ever; the join is
+//!   bounded by the same deadline.
+
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use burn::backend::Flex;
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use burn_collective::{CollectiveConfig, PeerId, ReduceOperation};
+
+/// The default bound on every wait for the other nodes (joining, each all-reduce).
+pub const DEFAULT_TIMEOUT_S: u64 = 600;
+
+/// After a stop signal, how long a wait for the other nodes may still take.
+const SIGNAL_GRACE: Duration = Duration::from_secs(5);
+
+/// How a multi-node job is laid out, as the command line says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DistOptions {
+    pub nodes: u32,
+    pub node_rank: u32,
+    /// `HOST:PORT` of rank 0's orchestrator.
+    pub coordinator: String,
+    /// This node's tensor data-service port; default `coordinator port + 1 + rank`.
+    pub data_port: Option<u16>,
+    /// Bound on every wait for the other nodes.
+    pub timeout: Duration,
+}
+
+/// A checked [`DistOptions`]: the coordinator resolved, this node's address found.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub nodes: u32,
+    pub rank: u32,
+    pub coordinator: SocketAddr,
+    pub coordinator_host: String,
+    /// The address the other nodes reach this node's data service at.
+    pub node_addr: SocketAddr,
+    pub timeout: Duration,
+}
+
+impl DistOptions {
+    /// Checks the values and resolves the addresses; every error names the value.
+    pub fn check(&self) -> anyhow::Result<Layout> {
+        if self.nodes < 2 {
+            anyhow::bail!(
+                "--nodes {}: a multi-node job has at least 2 nodes (drop --nodes for a single-process run)",
+                self.nodes
+            );
+        }
+        if self.node_rank >= self.nodes {
+            anyhow::bail!(
+                "--node-rank {} is not below --nodes {}: ranks are 0 to {}",
+                self.node_rank,
+                self.nodes,
+                self.nodes - 1
+            );
+        }
+        if self.timeout.is_zero() {
+            anyhow::bail!("--collective-timeout 0: the bound on waiting for the other nodes must be at least 1 second");
+        }
+        let (host, port) = split_host_port(&self.coordinator)?;
+        let coordinator = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "--coordinator {:?}: cannot resolve {host:?}: {e}",
+                    self.coordinator
+                )
+            })?
+            .find(|a| a.is_ipv4())
+            .or_else(|| (host.as_str(), port).to_socket_addrs().ok()?.next())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--coordinator {:?}: {host:?} resolves to no address",
+                    self.coordinator
+                )
+            })?;
+        let data_port = match self.data_port {
+            Some(p) => p,
+            None => port
+                .checked_add(1 + self.node_rank as u16)
+                .filter(|_| self.node_rank < u16::MAX as u32)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--coordinator {:?}: port {port} + 1 + rank {} is past 65535; choose a lower port or set --data-port",
+                        self.coordinator,
+                        self.node_rank
+                    )
+                })?,
+        };
+        let ip = local_ip_towards(coordinator).map_err(|e| {
+            anyhow::anyhow!(
+                "--coordinator {:?}: no route from this node to {coordinator}: {e}",
+                self.coordinator
+            )
+        })?;
+        Ok(Layout {
+            nodes: self.nodes,
+            rank: self.node_rank,
+            coordinator,
+            coordinator_host: host,
+            node_addr: SocketAddr::new(ip, data_port),
+            timeout: self.timeout,
+        })
+    }
+}
+
+/// `HOST:PORT` (`[v6]:PORT` too) into its parts.
+fn split_host_port(value: &str) -> anyhow::Result<(String, u16)> {
+    let bad = |why: &str| {
+        anyhow::anyhow!("--coordinator {value:?} is not HOST:PORT ({why}), e.g. node001:29500")
+    };
+    let (host, port) = value.rsplit_once(':').ok_or_else(|| bad("no ':PORT'"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    if host.contains("://") || host.contains('/') {
+        return Err(bad("give the host name or address only, without a scheme or path"));
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| bad(&format!("{port:?} is not a port number")))?;
+    if port == 0 {
+        return Err(bad("port 0"));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// The local address this node uses to reach `to` (a UDP `connect` sends nothing; it only picks
+/// the route).
+fn local_ip_towards(to: SocketAddr) -> std::io::Result<std::net::IpAddr> {
+    let any: SocketAddr = if to.is_ipv4() {
+        "0.0.0.0:0".parse().expect("literal address")
+    } else {
+        "[::]:0".parse().expect("literal address")
+    };
+    let socket = UdpSocket::bind(any)?;
+    socket.connect(to)?;
+    Ok(socket.local_addr()?.ip())
+}
+
+/// Why a collective call did not complete.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DistError {
+    /// No answer within the deadline.
+    Timeout { what: String, waited: Duration },
+    /// A peer's process is gone (its data service refuses connections).
+    PeerGone { what: String, node: u32, addr: SocketAddr },
+    /// burn-collective reported an error.
+    Engine { what: String, error: String },
+}
+
+impl std::fmt::Display for DistError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DistError::Timeout { what, waited } => write!(
+                f,
+                "{what}: no answer from the other nodes within {:.0} s (--collective-timeout): a node died, hangs or never joined",
+                waited.as_secs_f64()
+            ),
+            DistError::PeerGone { what, node, addr } => write!(
+                f,
+                "{what}: node {node} ({addr}) is gone: its process ended"
+            ),
+            DistError::Engine { what, error } => {
+                write!(f, "{what}: burn-collective failed: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DistError {}
+
+/// This process's membership in a multi-node job.
+pub struct Collective {
+    layout: Layout,
+    /// The other nodes' data-service addresses (learnt by [`Collective::all_gather_text`] at
+    /// the start), probed while waiting.
+    peers: Vec<(u32, SocketAddr)>,
+    /// The stop flag of the run (signals): shortens a wait to [`SIGNAL_GRACE`].
+    stop: Arc<AtomicUsize>,
+    device: burn::backend::flex::FlexDevice,
+}
+
+impl Collective {
+    /// Joins the job: rank 0 starts the orchestrator, every rank registers and waits (at most
+    /// the timeout) until all nodes have, then the nodes exchange their data-service addresses.
+    pub fn join(layout: Layout, stop: Arc<AtomicUsize>) -> anyhow::Result<Collective> {
+        // Ports in use would only show up as a hang inside the engine (it logs and carries on).
+        if layout.rank == 0 {
+            let port = layout.coordinator.port();
+            check_port_free(port).map_err(|e| {
+                anyhow::anyhow!(
+                    "--coordinator {}:{port}: rank 0 cannot listen on port {port}: {e}",
+                    layout.coordinator_host
+                )
+            })?;
+            std::thread::Builder::new()
+                .name("collective-orchestrator".into())
+                .spawn(move || {
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt.block_on(burn_collective::start_global_orchestrator(port)),
+                        Err(e) => crate::errln!("cannot start the collective orchestrator: {e}"),
+                    }
+                })
+                .map_err(|e| anyhow::anyhow!("cannot start the orchestrator thread: {e}"))?;
+        }
+        check_port_free(layout.node_addr.port()).map_err(|e| {
+            anyhow::anyhow!(
+                "node {}: cannot listen on data port {}: {e} (set another with --data-port)",
+                layout.rank,
+                layout.node_addr.port()
+            )
+        })?;
+        let global: burn_communication::Address = format!(
+            "ws://{}:{}",
+            layout.coordinator.ip(),
+            layout.coordinator.port()
+        )
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("coordinator address: {e}"))?;
+        let node: burn_communication::Address = format!("ws://{}", layout.node_addr)
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("node address: {e}"))?;
+        let config = CollectiveConfig::default()
+            .with_num_devices(1)
+            .with_num_nodes(layout.nodes)
+            .with_global_address(global)
+            .with_node_address(node)
+            .with_data_service_port(layout.node_addr.port());
+        let mut c = Collective {
+            layout,
+            peers: Vec::new(),
+            stop,
+            device: Default::default(),
+        };
+        let (rank, device) = (c.layout.rank, c.device);
+        c.wait(
+            &format!(
+                "joining the {}-node job at {}:{}",
+                c.layout.nodes,
+                c.layout.coordinator_host,
+                c.layout.coordinator.port()
+            ),
+            move || {
+                burn_collective::register::<Flex>(PeerId(rank), device, config)
+                    .map_err(|e| format!("{e:?}"))
+            },
+        )?;
+        let me = c.layout.node_addr.to_string();
+        let addrs = c.all_gather_text("exchanging node addresses", &me)?;
+        for (node, addr) in addrs.iter().enumerate() {
+            if node as u32 == c.layout.rank {
+                continue;
+            }
+            let addr: SocketAddr = addr.parse().map_err(|_| {
+                anyhow::anyhow!("node {node} sent {addr:?} as its address, not IP:PORT")
+            })?;
+            c.peers.push((node as u32, addr));
+        }
+        Ok(c)
+    }
+
+    pub fn rank(&self) -> u32 {
+        self.layout.rank
+    }
+
+    pub fn nodes(&self) -> u32 {
+        self.layout.nodes
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The element-wise sum of `values` over all nodes (every node passes the same length).
+    pub fn all_reduce_sum(&self, what: &str, values: Vec<f32>) -> Result<Vec<f32>, DistError> {
+        let n = values.len();
+        let (rank, device) = (self.layout.rank, self.device);
+        let out = self.wait(what, move || {
+            let t = Tensor::<Flex, 1>::from_data(TensorData::new(values, [n]), &device);
+            let p = t.into_primitive().tensor();
+            burn_collective::all_reduce::<Flex>(PeerId(rank), p, ReduceOperation::Sum)
+                .map(|p| Tensor::<Flex, 1>::from_primitive(TensorPrimitive::Float(p)))
+                .map_err(|e| format!("{e:?}"))
+        })?;
+        out.into_data()
+            .to_vec::<f32>()
+            .map_err(|e| DistError::Engine {
+                what: what.into(),
+                error: format!("{e:?}"),
+            })
+    }
+
+    /// Every node's `text`, indexed by rank (a sum in which each node fills its own slot: the
+    /// global level has no gather).
+    pub fn all_gather_text(&self, what: &str, text: &str) -> Result<Vec<String>, DistError> {
+        const MAX: usize = 4096;
+        let bytes = &text.as_bytes()[..text.len().min(MAX)];
+        // Slot: length, then one byte per value (exact in f32).
+        let width = self.all_reduce_sum(what, vec![bytes.len() as f32])?;
+        let longest = width[0] as usize; // a sum bounds every length
+        let slot = 1 + longest;
+        let mut v = vec![0f32; slot * self.layout.nodes as usize];
+        let base = slot * self.layout.rank as usize;
+        v[base] = bytes.len() as f32;
+        for (i, b) in bytes.iter().enumerate() {
+            v[base + 1 + i] = *b as f32;
+        }
+        let v = self.all_reduce_sum(what, v)?;
+        Ok(v.chunks(slot)
+            .map(|s| {
+                let len = (s[0] as usize).min(slot - 1);
+                let b: Vec<u8> = s[1..1 + len].iter().map(|&x| x as u8).collect();
+                String::from_utf8_lossy(&b).into_owned()
+            })
+            .collect())
+    }
+
+    /// Leaves the job (best effort: the orchestrator may already be gone with rank 0).
+    pub fn finish(self) {
+        let rank = self.layout.rank;
+        let c = Collective {
+            layout: Layout {
+                timeout: Duration::from_secs(5),
+                ..self.layout.clone()
+            },
+            peers: Vec::new(),
+            stop: self.stop.clone(),
+            device: self.device,
+        };
+        let _ = c.wait("leaving the job", move || {
+            burn_collective::finish_collective::<Flex>(PeerId(rank)).map_err(|e| format!("{e:?}"))
+        });
+    }
+
+    /// Runs `call` on a helper thread and waits for it: at most the timeout (5 s once a stop
+    /// signal came), and no longer than it takes to see that a peer's process is gone.
+    fn wait<T: Send + 'static>(
+        &self,
+        what: &str,
+        call: impl FnOnce() -> Result<T, String> + Send + 'static,
+    ) -> Result<T, DistError> {
+        let (tx, rx) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("collective-call".into())
+            .spawn(move || {
+                let _ = tx.send(call());
+            });
+        if let Err(e) = spawned {
+            return Err(DistError::Engine {
+                what: what.into(),
+                error: format!("cannot start a thread: {e}"),
+            });
+        }
+        let start = Instant::now();
+        let mut deadline = start + self.layout.timeout;
+        let mut next_probe = start + Duration::from_secs(1);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(error)) => {
+                    return Err(DistError::Engine {
+                        what: what.into(),
+                        error,
+                    });
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // The helper panicked inside the engine (e.g. a peer's connection refused).
+                    return Err(self.gone_or(what, "the engine's call panicked".into()));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            let now = Instant::now();
+            if self.stop.load(Ordering::SeqCst) != 0 {
+                deadline = deadline.min(now + SIGNAL_GRACE);
+            }
+            if now >= deadline {
+                return Err(DistError::Timeout {
+                    what: what.into(),
+                    waited: now - start,
+                });
+            }
+            if now >= next_probe {
+                next_probe = now + Duration::from_secs(1);
+                if let Some((node, addr)) = self.gone_peer() {
+                    return Err(DistError::PeerGone {
+                        what: what.into(),
+                        node,
+                        addr,
+                    });
+                }
+            }
+        }
+    }
+
+    fn gone_or(&self, what: &str, error: String) -> DistError {
+        match self.gone_peer() {
+            Some((node, addr)) => DistError::PeerGone {
+                what: what.into(),
+                node,
+                addr,
+            },
+            None => DistError::Engine {
+                what: what.into(),
+                error,
+            },
+        }
+    }
+
+    /// A peer whose data service refuses connections (its process ended).
+    fn gone_peer(&self) -> Option<(u32, SocketAddr)> {
+        self.peers.iter().copied().find(|(_, addr)| {
+            matches!(
+                TcpStream::connect_timeout(addr, Duration::from_millis(500)),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+            )
+        })
+    }
+}
+
+fn check_port_free(port: u16) -> std::io::Result<()> {
+    TcpListener::bind(("0.0.0.0", port)).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(nodes: u32, rank: u32, coordinator: &str) -> DistOptions {
+        DistOptions {
+            nodes,
+            node_rank: rank,
+            coordinator: coordinator.into(),
+            data_port: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn bad_layouts_are_refused_naming_the_value() {
+        let e = opts(2, 2, "127.0.0.1:29500").check().unwrap_err().to_string();
+        assert!(e.contains("--node-rank 2") && e.contains("--nodes 2"), "{e}");
+        let e = opts(1, 0, "127.0.0.1:29500").check().unwrap_err().to_string();
+        assert!(e.contains("--nodes 1"), "{e}");
+        for bad in ["127.0.0.1", "127.0.0.1:port", ":29500", "ws://h:1", "h:0"] {
+            let e = opts(2, 0, bad).check().unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
+        let e = opts(2, 0, "no-such-host.invalid:29500")
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no-such-host.invalid"), "{e}");
+        let e = opts(2, 1, "127.0.0.1:65535").check().unwrap_err().to_string();
+        assert!(e.contains("--data-port"), "{e}");
+    }
+
+    #[test]
+    fn a_loopback_layout_gets_its_data_port_after_the_coordinator() {
+        let l = opts(3, 2, "127.0.0.1:29500").check().unwrap();
+        assert_eq!(l.coordinator.port(), 29500);
+        assert_eq!(l.node_addr, "127.0.0.1:29503".parse().unwrap());
+        let l = opts(2, 1, "localhost:40000").check().unwrap();
+        assert_eq!(l.node_addr.ip().to_string(), "127.0.0.1");
+    }
+}
