@@ -4,14 +4,22 @@
 //! One training process per node (`--nodes N --node-rank R --coordinator HOST:PORT`). Inside a
 //! process, the profile's devices are driven as before (`train::replicas`: replicas synced from
 //! the main device, gradients averaged on it, which is burn-collective's `Centralized` local
-//! strategy done in the trainer's own thread). Across processes, burn-collective's **global**
-//! all-reduce joins them: each process registers one peer (`PeerId` = node rank) with
-//! `num_devices: 1` and the global parameters (`num_nodes`, the coordinator's address, its own
-//! data-service address and port). Rank 0 hosts burn-collective's global orchestrator
-//! (`start_global_orchestrator`, feature `orchestrator`) on the coordinator port; every node
-//! serves its tensor data service on `coordinator port + 1 + rank` (or `--data-port`). The
-//! transport is burn-communication's WebSocket (axum + tokio-tungstenite); the global strategy
-//! is the ring.
+//! strategy done in the trainer's own thread). Across processes:
+//! - **Joining** is burn-collective's: rank 0 hosts its global orchestrator
+//!   (`start_global_orchestrator`, feature `orchestrator`) on the coordinator port; each process
+//!   `register`s one peer (`PeerId` = node rank, `num_devices: 1`, `num_nodes`, the
+//!   coordinator's address, its own node address and data-service port `P + 1 + 2R`), which
+//!   returns once every node has, and the nodes exchange their addresses with one global
+//!   `all_reduce` (ring).
+//! - **Every later all-reduce** runs on burn-communication's `TensorDataService` (the transport
+//!   burn-collective's global level itself uses: WebSocket, axum + tokio-tungstenite), served by
+//!   each node on port `P + 2 + 2R`: a node exposes its vector under the call's transfer id and
+//!   downloads every other node's, then sums them in rank order, so every node gets the same
+//!   bits (for 2 nodes, exactly what one process computes for 2 devices). Why not burn-collective
+//!   for these too: see below. Its cost is (N − 1) × the vector per node and step, the same as
+//!   the ring for 2 nodes and more beyond; fine for the few nodes this is for.
+//!
+//! `--data-port D` moves a node's two ports to `D` and `D + 1`.
 //!
 //! # What burn-collective 0.21 does and does not do (read from its source, tag v0.21.0)
 //! - `register` / `all_reduce` / `finish_collective` are per backend type and blocking; the local
@@ -24,6 +32,15 @@
 //!   LibTorch, CUDA): the global level copies tensors to the host for the WebSocket anyway
 //!   (`TensorDataService` sends `TensorData`), so this costs one host copy per step and keeps
 //!   the layer independent of the training backend.
+//! - **Its global all-reduce works once per process.** `SyncService::sync` (global/node/sync.rs),
+//!   which every global strategy (ring, tree, centralized) awaits at the end, compares the peers
+//!   that synced with all nodes and then clears a *copy* of that list
+//!   (`self.syncing_peers.lock().unwrap().to_vec()` … `syncing_peers.clear()`): the real list
+//!   keeps the first call's peers, so the second call's list is never equal to the node list and
+//!   every node waits for ever. Seen here: the second `all_reduce::<Flex>` of a 2-node job on
+//!   loopback never returned (both nodes ran into the timeout). Finishing and registering again
+//!   before every step would reset it, at the cost of new connections and an orchestrator round
+//!   per step. Hence the data-service transport above for everything after the address exchange.
 //! - The global level implements all-reduce only: global `reduce` and `broadcast` are
 //!   `unimplemented!()` (`Node::reduce`, `Node::broadcast`). Broadcasts (the start model, the BN
 //!   buffers of rank 0, every rank's texts) are therefore sums where only the sender contributes.
@@ -45,6 +62,10 @@ use std::time::{Duration, Instant};
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use burn_collective::{CollectiveConfig, PeerId, ReduceOperation};
+use burn_communication::data_service::{TensorDataServer, TensorDataService};
+use burn_communication::websocket::{WebSocket, WsServer};
+use burn_communication::{Address, ProtocolServer};
+use tokio_util::sync::CancellationToken;
 
 /// The default bound on every wait for the other nodes (joining, each all-reduce).
 pub const DEFAULT_TIMEOUT_S: u64 = 600;
@@ -72,7 +93,8 @@ pub struct Layout {
     pub rank: u32,
     pub coordinator: SocketAddr,
     pub coordinator_host: String,
-    /// The address the other nodes reach this node's data service at.
+    /// The address the other nodes reach this node's burn-collective data service at; the
+    /// step transport listens on the next port.
     pub node_addr: SocketAddr,
     pub timeout: Duration,
 }
@@ -115,13 +137,14 @@ impl DistOptions {
                 )
             })?;
         let data_port = match self.data_port {
-            Some(p) => p,
-            None => port
-                .checked_add(1 + self.node_rank as u16)
-                .filter(|_| self.node_rank < u16::MAX as u32)
+            Some(p) if p < u16::MAX => p,
+            Some(p) => anyhow::bail!("--data-port {p}: this node also needs port {p} + 1"),
+            None => u16::try_from(port as u32 + 1 + 2 * self.node_rank)
+                .ok()
+                .filter(|p| *p < u16::MAX)
                 .ok_or_else(|| {
                     anyhow::anyhow!(
-                        "--coordinator {:?}: port {port} + 1 + rank {} is past 65535; choose a lower port or set --data-port",
+                        "--coordinator {:?}: port {port} + 1 + 2 × rank {} (and the next) is past 65535; choose a lower port or set --data-port",
                         self.coordinator,
                         self.node_rank
                     )
@@ -214,6 +237,7 @@ impl std::error::Error for DistError {}
 /// This process's membership in a multi-node job.
 pub struct Collective {
     layout: Layout,
+    transport: Arc<Transport>,
     /// The other nodes' data-service addresses (learnt by [`Collective::all_gather_text`] at
     /// the start), probed while waiting.
     peers: Vec<(u32, SocketAddr)>,
@@ -224,8 +248,12 @@ pub struct Collective {
 
 impl Collective {
     /// Joins the job: rank 0 starts the orchestrator, every rank registers and waits (at most
-    /// the timeout) until all nodes have, then the nodes exchange their data-service addresses.
+    /// the timeout) until all nodes have, then the nodes exchange their transports' addresses.
     pub fn join(layout: Layout, stop: Arc<AtomicUsize>) -> anyhow::Result<Collective> {
+        // burn-communication's `WsServer::serve` installs an INFO-level printer of every
+        // connection on stdout unless a global subscriber exists: set a silent one first (it
+        // fails harmlessly when one is set already).
+        let _ = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
         // Ports in use would only show up as a hang inside the engine (it logs and carries on).
         if layout.rank == 0 {
             let port = layout.coordinator.port();
@@ -248,13 +276,16 @@ impl Collective {
                 })
                 .map_err(|e| anyhow::anyhow!("cannot start the orchestrator thread: {e}"))?;
         }
-        check_port_free(layout.node_addr.port()).map_err(|e| {
-            anyhow::anyhow!(
-                "node {}: cannot listen on data port {}: {e} (set another with --data-port)",
-                layout.rank,
-                layout.node_addr.port()
-            )
-        })?;
+        let transport_addr = SocketAddr::new(layout.node_addr.ip(), layout.node_addr.port() + 1);
+        for port in [layout.node_addr.port(), transport_addr.port()] {
+            check_port_free(port).map_err(|e| {
+                anyhow::anyhow!(
+                    "node {}: cannot listen on data port {port}: {e} (set others with --data-port)",
+                    layout.rank
+                )
+            })?;
+        }
+        let transport = Arc::new(Transport::start(transport_addr.port())?);
         let global: burn_communication::Address = format!(
             "ws://{}:{}",
             layout.coordinator.ip(),
@@ -273,6 +304,7 @@ impl Collective {
             .with_data_service_port(layout.node_addr.port());
         let mut c = Collective {
             layout,
+            transport,
             peers: Vec::new(),
             stop,
             device: Default::default(),
@@ -290,8 +322,7 @@ impl Collective {
                     .map_err(|e| format!("{e:?}"))
             },
         )?;
-        let me = c.layout.node_addr.to_string();
-        let addrs = c.all_gather_text("exchanging node addresses", &me)?;
+        let addrs = c.exchange_addresses(transport_addr)?;
         for (node, addr) in addrs.iter().enumerate() {
             if node as u32 == c.layout.rank {
                 continue;
@@ -316,8 +347,20 @@ impl Collective {
         &self.layout
     }
 
-    /// The element-wise sum of `values` over all nodes (every node passes the same length).
-    pub fn all_reduce_sum(&self, what: &str, values: Vec<f32>) -> Result<Vec<f32>, DistError> {
+    /// Every node's transport address, by rank, through burn-collective's global all-reduce
+    /// (its one call in this process: see the module documentation).
+    fn exchange_addresses(&self, mine: SocketAddr) -> Result<Vec<String>, DistError> {
+        const WIDTH: usize = 64;
+        let what = "exchanging node addresses";
+        let text = mine.to_string();
+        let bytes = &text.as_bytes()[..text.len().min(WIDTH - 1)];
+        let nodes = self.layout.nodes as usize;
+        let mut values = vec![0f32; WIDTH * nodes];
+        let base = WIDTH * self.layout.rank as usize;
+        values[base] = bytes.len() as f32;
+        for (i, b) in bytes.iter().enumerate() {
+            values[base + 1 + i] = *b as f32;
+        }
         let n = values.len();
         let (rank, device) = (self.layout.rank, self.device);
         let out = self.wait(what, move || {
@@ -327,12 +370,19 @@ impl Collective {
                 .map(|p| Tensor::<Flex, 1>::from_primitive(TensorPrimitive::Float(p)))
                 .map_err(|e| format!("{e:?}"))
         })?;
-        out.into_data()
-            .to_vec::<f32>()
-            .map_err(|e| DistError::Engine {
-                what: what.into(),
-                error: format!("{e:?}"),
-            })
+        let out = out.into_data().to_vec::<f32>().map_err(|e| DistError::Engine {
+            what: what.into(),
+            error: format!("{e:?}"),
+        })?;
+        Ok(out.chunks(WIDTH).map(decode_slot).collect())
+    }
+
+    /// The element-wise sum of `values` over all nodes (every node passes the same length),
+    /// added in rank order on every node, so all get the same bits.
+    pub fn all_reduce_sum(&self, what: &str, values: Vec<f32>) -> Result<Vec<f32>, DistError> {
+        let transport = self.transport.clone();
+        let (rank, peers) = (self.layout.rank, self.peers.clone());
+        self.wait(what, move || transport.all_reduce_sum(rank, &peers, values))
     }
 
     /// Every node's `text`, indexed by rank (a sum in which each node fills its own slot: the
@@ -351,23 +401,24 @@ impl Collective {
             v[base + 1 + i] = *b as f32;
         }
         let v = self.all_reduce_sum(what, v)?;
-        Ok(v.chunks(slot)
-            .map(|s| {
-                let len = (s[0] as usize).min(slot - 1);
-                let b: Vec<u8> = s[1..1 + len].iter().map(|&x| x as u8).collect();
-                String::from_utf8_lossy(&b).into_owned()
-            })
-            .collect())
+        Ok(v.chunks(slot).map(decode_slot).collect())
     }
 
-    /// Leaves the job (best effort: the orchestrator may already be gone with rank 0).
+    /// Leaves the job (best effort: the orchestrator may already be gone with rank 0). The
+    /// transport's connections are closed first, so the other nodes see a clean close.
     pub fn finish(self) {
         let rank = self.layout.rank;
+        let transport = self.transport.clone();
+        let _ = self.wait("closing the transport", move || {
+            transport.runtime.block_on(transport.service.close());
+            Ok(())
+        });
         let c = Collective {
             layout: Layout {
                 timeout: Duration::from_secs(5),
                 ..self.layout.clone()
             },
+            transport: self.transport.clone(),
             peers: Vec::new(),
             stop: self.stop.clone(),
             device: self.device,
@@ -462,6 +513,104 @@ impl Collective {
     }
 }
 
+/// A text slot of a gathering sum: its length, then one byte per value.
+fn decode_slot(s: &[f32]) -> String {
+    let len = (s[0] as usize).min(s.len() - 1);
+    let b: Vec<u8> = s[1..1 + len].iter().map(|&x| x as u8).collect();
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+/// The step transport: burn-communication's tensor data service on this node's second port.
+struct Transport {
+    runtime: tokio::runtime::Runtime,
+    service: Arc<TensorDataService<Flex, WebSocket>>,
+    /// Transfer ids: one per call, the same sequence on every node.
+    next_id: std::sync::atomic::AtomicU64,
+    _cancel: CancellationToken,
+}
+
+impl Transport {
+    fn start(port: u16) -> anyhow::Result<Transport> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("collective-transport")
+            .enable_all()
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot start the transport's runtime: {e}"))?;
+        let cancel = CancellationToken::new();
+        let service = Arc::new(TensorDataService::<Flex, WebSocket>::new(cancel.clone()));
+        let server = WsServer::new(port).route_tensor_data_service(service.clone());
+        let shutdown = {
+            let cancel = cancel.clone();
+            async move { cancel.cancelled().await }
+        };
+        runtime.spawn(async move {
+            if let Err(e) = server.serve(shutdown).await {
+                crate::errln!("the collective transport on port {port} stopped: {e:?}");
+            }
+        });
+        Ok(Transport {
+            runtime,
+            service,
+            next_id: std::sync::atomic::AtomicU64::new(0),
+            _cancel: cancel,
+        })
+    }
+
+    /// Exposes `values` for the other nodes, downloads theirs, sums all in rank order.
+    fn all_reduce_sum(
+        &self,
+        rank: u32,
+        peers: &[(u32, SocketAddr)],
+        values: Vec<f32>,
+    ) -> Result<Vec<f32>, String> {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst).into();
+        let n = values.len();
+        self.runtime.block_on(async {
+            if !peers.is_empty() {
+                let data = TensorData::new(values.clone(), [n]);
+                self.service
+                    .expose_data(data, peers.len() as u32, id)
+                    .await;
+            }
+            let downloads = peers.iter().map(|&(node, addr)| {
+                let service = self.service.clone();
+                async move {
+                    let address: Address = format!("ws://{addr}")
+                        .parse()
+                        .map_err(|e: String| format!("node {node}: {e}"))?;
+                    let data = service
+                        .download_tensor(address, id)
+                        .await
+                        .ok_or_else(|| format!("node {node} ({addr}) closed the connection"))?;
+                    let v = data
+                        .to_vec::<f32>()
+                        .map_err(|e| format!("node {node} sent {e:?}"))?;
+                    if v.len() != n {
+                        return Err(format!(
+                            "node {node} sent {} values, this node has {n}: the nodes run different models",
+                            v.len()
+                        ));
+                    }
+                    Ok::<_, String>((node, v))
+                }
+            });
+            let mut all = futures_util::future::join_all(downloads)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, String>>()?;
+            all.push((rank, values));
+            all.sort_by_key(|(node, _)| *node);
+            let mut parts = all.into_iter().map(|(_, v)| v);
+            let mut sum = parts.next().unwrap_or_default();
+            for v in parts {
+                sum.iter_mut().zip(&v).for_each(|(s, x)| *s += x);
+            }
+            Ok(sum)
+        })
+    }
+}
+
 fn check_port_free(port: u16) -> std::io::Result<()> {
     TcpListener::bind(("0.0.0.0", port)).map(drop)
 }
@@ -503,7 +652,7 @@ mod tests {
     fn a_loopback_layout_gets_its_data_port_after_the_coordinator() {
         let l = opts(3, 2, "127.0.0.1:29500").check().unwrap();
         assert_eq!(l.coordinator.port(), 29500);
-        assert_eq!(l.node_addr, "127.0.0.1:29503".parse().unwrap());
+        assert_eq!(l.node_addr, "127.0.0.1:29505".parse().unwrap());
         let l = opts(2, 1, "localhost:40000").check().unwrap();
         assert_eq!(l.node_addr.ip().to_string(), "127.0.0.1");
     }
