@@ -225,9 +225,7 @@ impl std::fmt::Display for DistError {
                 f,
                 "{what}: node {node} ({addr}) is gone: its process ended"
             ),
-            DistError::Engine { what, error } => {
-                write!(f, "{what}: burn-collective failed: {error}")
-            }
+            DistError::Engine { what, error } => write!(f, "{what}: {error}"),
         }
     }
 }
@@ -254,6 +252,7 @@ impl Collective {
         // connection on stdout unless a global subscriber exists: set a silent one first (it
         // fails harmlessly when one is set already).
         let _ = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
+        quiet_engine_panics();
         // Ports in use would only show up as a hang inside the engine (it logs and carries on).
         if layout.rank == 0 {
             let port = layout.coordinator.port();
@@ -582,7 +581,9 @@ impl Transport {
                     let data = service
                         .download_tensor(address, id)
                         .await
-                        .ok_or_else(|| format!("node {node} ({addr}) closed the connection"))?;
+                        .ok_or_else(|| {
+                            format!("node {node} ({addr}) closed the connection: its process ended or failed")
+                        })?;
                     let v = data
                         .to_vec::<f32>()
                         .map_err(|e| format!("node {node} sent {e:?}"))?;
@@ -609,6 +610,31 @@ impl Transport {
             Ok(sum)
         })
     }
+}
+
+/// A panic inside the engine's tasks (burn-communication panics in its server task when a peer's
+/// connection drops, and in a download when a peer refuses it) is reported by the waiting call
+/// with the node it concerns; here it prints one line, not a backtrace.
+fn quiet_engine_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current();
+            let name = thread.name().unwrap_or("");
+            if name.starts_with("collective-") || name == "tokio-rt-worker" {
+                let what = info
+                    .payload()
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                    .unwrap_or("panic");
+                crate::errln!("note: collective engine ({name}): {what}");
+            } else {
+                previous(info);
+            }
+        }));
+    });
 }
 
 fn check_port_free(port: u16) -> std::io::Result<()> {
