@@ -126,6 +126,9 @@ pub struct Started {
     /// The profile file the run was started from.
     #[serde(default)]
     pub profile_path: Option<String>,
+    /// Multi-node jobs: the number of nodes, each with `devices` (README, "Multi-node").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

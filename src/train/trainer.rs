@@ -253,7 +253,7 @@ impl RunPlan {
             loaders,
             val_loader,
             iters_per_epoch: ipe,
-            schedule: profile.schedule(ipe),
+            schedule: profile.schedule_on_nodes(ipe, nodes),
             variant: profile.variant(),
         })
     }
@@ -357,6 +357,7 @@ fn announce(ctx: &mut RunCtx, plan: &RunPlan, state: &TrainState, resumed_from: 
         pid: std::process::id(),
         resumed_from: resumed_from.clone(),
         profile_path: Some(ctx.profile_path.display().to_string()),
+        nodes: ctx.dist.as_ref().map(|d| d.nodes()),
     }));
     ctx.say(&format!(
         "{} {} on {} | {} | {} × {} of {} × {} | lr {:.4} | {}",
@@ -367,7 +368,10 @@ fn announce(ctx: &mut RunCtx, plan: &RunPlan, state: &TrainState, resumed_from: 
         plural(profile.recipe.epochs.into(), "epoch"),
         plural(plan.iters_per_epoch, "iteration"),
         plural(profile.recipe.batch_size as u64, "image"),
-        plural(devices.len() as u64, "device"),
+        match &ctx.dist {
+            Some(d) => format!("{} × {} nodes", plural(devices.len() as u64, "device"), d.nodes()),
+            None => plural(devices.len() as u64, "device"),
+        },
         plan.schedule.base_lr,
         match &resumed_from {
             Some(p) => format!(

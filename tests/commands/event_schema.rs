@@ -100,6 +100,7 @@ fn one_of_each() -> Vec<EventBody> {
             pid: 4,
             resumed_from: Some("ckpt/x.ckpt".into()),
             profile_path: Some("p.ron".into()),
+            nodes: Some(2),
         }),
         EventBody::Step(Step {
             epoch: 0,

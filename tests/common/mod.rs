@@ -66,6 +66,7 @@ pub fn started(run_id: &str, kind: &str, variant: &str, epochs: u32, ipe: u64) -
             "profiles/{}.ron",
             run_id.rsplitn(3, '-').nth(2).unwrap_or(run_id)
         )),
+        nodes: None,
     })
 }
 
