@@ -184,23 +184,47 @@ fn collective(args: CollectiveArgs) -> anyhow::Result<ExitCode> {
             .lines()
             .rfind(|l| l.starts_with('{'))
             .with_context(|| format!("node {rank} printed no result: {stdout}"))?;
-        results.push(serde_json::from_str::<crate::bench::CollectiveBenchResult>(line)?);
+        results.push(serde_json::from_str::<crate::bench::CollectiveBenchResult>(
+            line,
+        )?);
     }
     type B = burn::backend::Autodiff<burn::backend::Flex>;
     let (one_s, _) = crate::bench::timed_dp_steps::<B>(None, &cfg, &Default::default())?;
     let r0 = &results[0];
-    crate::outln!("all-reduce of the step vector, 2 processes on loopback (burn-communication data service), mean of {}:", cfg.iters);
-    crate::outln!("{:<8} {:>12} {:>10} {:>10} {:>10}", "variant", "values", "MB", "ms", "MB/s");
+    crate::outln!(
+        "all-reduce of the step vector, 2 processes on loopback (burn-communication data service), mean of {}:",
+        cfg.iters
+    );
+    crate::outln!(
+        "{:<8} {:>12} {:>10} {:>10} {:>10}",
+        "variant",
+        "values",
+        "MB",
+        "ms",
+        "MB/s"
+    );
     for (name, n, s) in &r0.all_reduce {
         let mb = *n as f64 * 4.0 / 1e6;
-        crate::outln!("{name:<8} {n:>12} {mb:>10.1} {:>10.1} {:>10.1}", s * 1e3, mb / s);
+        crate::outln!(
+            "{name:<8} {n:>12} {mb:>10.1} {:>10.1} {:>10.1}",
+            s * 1e3,
+            mb / s
+        );
     }
     let two_s = results.iter().map(|r| r.step_s).fold(0.0, f64::max);
     crate::outln!(
         "training step, {} target {}x{} batch {} per process, mean of {}:",
-        cfg.step_variant.name, cfg.resolution, cfg.resolution, cfg.batch, cfg.steps
+        cfg.step_variant.name,
+        cfg.resolution,
+        cfg.resolution,
+        cfg.batch,
+        cfg.steps
     );
-    crate::outln!("  1 process, {cores} threads: {:.3} s/step, {:.1} images/s", one_s, cfg.batch as f64 / one_s);
+    crate::outln!(
+        "  1 process, {cores} threads: {:.3} s/step, {:.1} images/s",
+        one_s,
+        cfg.batch as f64 / one_s
+    );
     crate::outln!(
         "  2 processes, {half} threads each: {:.3} s/step (all-reduce {:.3} s), {:.1} images/s in all",
         two_s,
@@ -211,7 +235,11 @@ fn collective(args: CollectiveArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn collective_node(args: CollectiveArgs, rank: u32, coordinator: String) -> anyhow::Result<ExitCode> {
+fn collective_node(
+    args: CollectiveArgs,
+    rank: u32,
+    coordinator: String,
+) -> anyhow::Result<ExitCode> {
     let cfg = args.config()?;
     let layout = crate::dist::DistOptions {
         nodes: 2,

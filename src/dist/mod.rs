@@ -117,7 +117,9 @@ impl DistOptions {
             );
         }
         if self.timeout.is_zero() {
-            anyhow::bail!("--collective-timeout 0: the bound on waiting for the other nodes must be at least 1 second");
+            anyhow::bail!(
+                "--collective-timeout 0: the bound on waiting for the other nodes must be at least 1 second"
+            );
         }
         let (host, port) = split_host_port(&self.coordinator)?;
         let coordinator = (host.as_str(), port)
@@ -178,7 +180,9 @@ fn split_host_port(value: &str) -> anyhow::Result<(String, u16)> {
         return Err(bad("no host"));
     }
     if host.contains("://") || host.contains('/') {
-        return Err(bad("give the host name or address only, without a scheme or path"));
+        return Err(bad(
+            "give the host name or address only, without a scheme or path",
+        ));
     }
     let port: u16 = port
         .parse()
@@ -208,7 +212,11 @@ pub enum DistError {
     /// No answer within the deadline.
     Timeout { what: String, waited: Duration },
     /// A peer's process is gone (its data service refuses connections).
-    PeerGone { what: String, node: u32, addr: SocketAddr },
+    PeerGone {
+        what: String,
+        node: u32,
+        addr: SocketAddr,
+    },
     /// burn-collective reported an error.
     Engine { what: String, error: String },
 }
@@ -221,10 +229,9 @@ impl std::fmt::Display for DistError {
                 "{what}: no answer from the other nodes within {:.0} s (--collective-timeout): a node died, hangs or never joined",
                 waited.as_secs_f64()
             ),
-            DistError::PeerGone { what, node, addr } => write!(
-                f,
-                "{what}: node {node} ({addr}) is gone: its process ended"
-            ),
+            DistError::PeerGone { what, node, addr } => {
+                write!(f, "{what}: node {node} ({addr}) is gone: its process ended")
+            }
             DistError::Engine { what, error } => write!(f, "{what}: {error}"),
         }
     }
@@ -251,7 +258,8 @@ impl Collective {
         // burn-communication's `WsServer::serve` installs an INFO-level printer of every
         // connection on stdout unless a global subscriber exists: set a silent one first (it
         // fails harmlessly when one is set already).
-        let _ = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
+        let _ =
+            tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
         quiet_engine_panics();
         // Ports in use would only show up as a hang inside the engine (it logs and carries on).
         if layout.rank == 0 {
@@ -369,10 +377,13 @@ impl Collective {
                 .map(|p| Tensor::<Flex, 1>::from_primitive(TensorPrimitive::Float(p)))
                 .map_err(|e| format!("{e:?}"))
         })?;
-        let out = out.into_data().to_vec::<f32>().map_err(|e| DistError::Engine {
-            what: what.into(),
-            error: format!("{e:?}"),
-        })?;
+        let out = out
+            .into_data()
+            .to_vec::<f32>()
+            .map_err(|e| DistError::Engine {
+                what: what.into(),
+                error: format!("{e:?}"),
+            })?;
         Ok(out.chunks(WIDTH).map(decode_slot).collect())
     }
 
@@ -657,9 +668,18 @@ mod tests {
 
     #[test]
     fn bad_layouts_are_refused_naming_the_value() {
-        let e = opts(2, 2, "127.0.0.1:29500").check().unwrap_err().to_string();
-        assert!(e.contains("--node-rank 2") && e.contains("--nodes 2"), "{e}");
-        let e = opts(1, 0, "127.0.0.1:29500").check().unwrap_err().to_string();
+        let e = opts(2, 2, "127.0.0.1:29500")
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--node-rank 2") && e.contains("--nodes 2"),
+            "{e}"
+        );
+        let e = opts(1, 0, "127.0.0.1:29500")
+            .check()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--nodes 1"), "{e}");
         for bad in ["127.0.0.1", "127.0.0.1:port", ":29500", "ws://h:1", "h:0"] {
             let e = opts(2, 0, bad).check().unwrap_err().to_string();
@@ -670,7 +690,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no-such-host.invalid"), "{e}");
-        let e = opts(2, 1, "127.0.0.1:65535").check().unwrap_err().to_string();
+        let e = opts(2, 1, "127.0.0.1:65535")
+            .check()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--data-port"), "{e}");
     }
 

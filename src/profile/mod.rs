@@ -246,6 +246,9 @@ mod tests {
         let one = p.schedule(100).base_lr;
         let two = p.schedule_on_nodes(100, 2).base_lr;
         assert!((one - 0.1).abs() < 1e-12, "8 × 32 images: lr {one}");
-        assert!((two - 0.2).abs() < 1e-12, "2 nodes × 8 × 32 images: lr {two}");
+        assert!(
+            (two - 0.2).abs() < 1e-12,
+            "2 nodes × 8 × 32 images: lr {two}"
+        );
     }
 }

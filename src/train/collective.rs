@@ -161,10 +161,8 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Unflatten<'_> {
             v.iter_mut().for_each(|x| *x /= self.divisor);
         }
         let device = param.val().device();
-        let t = Tensor::<B::InnerBackend, D>::from_data(
-            TensorData::new(v, slot.dims.clone()),
-            &device,
-        );
+        let t =
+            Tensor::<B::InnerBackend, D>::from_data(TensorData::new(v, slot.dims.clone()), &device);
         self.out.register::<B::InnerBackend, D>(param.id, t);
     }
 }

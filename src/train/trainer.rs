@@ -11,10 +11,10 @@ use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::checkpoint::{self, Checkpoint, TrainState};
-use super::collective::{self as dp, LocalStep, StartInfo};
 use super::clocks::{
     CheckpointTimer, Every, GPU_SAMPLE_EVERY, MetricsWindow, PROGRESS_LINE_EVERY, ProcessClock,
 };
+use super::collective::{self as dp, LocalStep, StartInfo};
 use super::hooks::{TrainModel, scales_event};
 use super::replicas::{Replica, forward_backward, param_ids};
 use crate::data::{Loader, LoaderConfig, OpenedDataset};
@@ -131,7 +131,13 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
         let p = &ctx.profile;
         let recipe = format!(
             "{:?} {} {:?} {} {} {:?} {:?}",
-            p.kind, p.variant, p.recipe, p.seed, ctx.data.classes, p.data.kind, ctx.data.train.len()
+            p.kind,
+            p.variant,
+            p.recipe,
+            p.seed,
+            ctx.data.classes,
+            p.data.kind,
+            ctx.data.train.len()
         );
         let info = StartInfo {
             devices: p
@@ -369,7 +375,11 @@ fn announce(ctx: &mut RunCtx, plan: &RunPlan, state: &TrainState, resumed_from: 
         plural(plan.iters_per_epoch, "iteration"),
         plural(profile.recipe.batch_size as u64, "image"),
         match &ctx.dist {
-            Some(d) => format!("{} × {} nodes", plural(devices.len() as u64, "device"), d.nodes()),
+            Some(d) => format!(
+                "{} × {} nodes",
+                plural(devices.len() as u64, "device"),
+                d.nodes()
+            ),
             None => plural(devices.len() as u64, "device"),
         },
         plan.schedule.base_lr,

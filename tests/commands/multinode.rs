@@ -59,7 +59,10 @@ fn job(profile: &Path, runs: &Path, extra: &[&str]) -> [Output; 2] {
     let port = common::free_port_block(5);
     let n0 = node(profile, runs, 0, port, extra);
     let n1 = node(profile, runs, 1, port, extra);
-    [n0.wait_with_output().unwrap(), n1.wait_with_output().unwrap()]
+    [
+        n0.wait_with_output().unwrap(),
+        n1.wait_with_output().unwrap(),
+    ]
 }
 
 fn events(runs: &Path, id: &str) -> Vec<serde_json::Value> {
@@ -78,23 +81,57 @@ fn multinode_two_nodes_train_stop_and_resume_as_one_run() {
     let extra = ["--run-id", "mn", "--collective-timeout", "60"];
     // Both stop after 20 iterations: epoch 2, iteration 4.
     let [o0, o1] = job(&p, &runs, &[&extra[..], &["--stop-after", "20"]].concat());
-    assert!(o0.status.success() && o1.status.success(), "{}\n---\n{}", text(&o0), text(&o1));
-    assert!(text(&o0).contains("stopped (stop-after) at epoch 2 iteration 4; checkpoint"), "{}", text(&o0));
-    assert!(text(&o1).contains("[mn node 1] stopped (stop-after) at epoch 2 iteration 4; node 0 writes the checkpoint"), "{}", text(&o1));
+    assert!(
+        o0.status.success() && o1.status.success(),
+        "{}\n---\n{}",
+        text(&o0),
+        text(&o1)
+    );
+    assert!(
+        text(&o0).contains("stopped (stop-after) at epoch 2 iteration 4; checkpoint"),
+        "{}",
+        text(&o0)
+    );
+    assert!(
+        text(&o1).contains(
+            "[mn node 1] stopped (stop-after) at epoch 2 iteration 4; node 0 writes the checkpoint"
+        ),
+        "{}",
+        text(&o1)
+    );
     // Both resume from node 0's checkpoint at the same iteration and finish.
     let [o0, o1] = job(&p, &runs, &[&extra[..], &["--resume"]].concat());
-    assert!(o0.status.success() && o1.status.success(), "{}\n---\n{}", text(&o0), text(&o1));
+    assert!(
+        o0.status.success() && o1.status.success(),
+        "{}\n---\n{}",
+        text(&o0),
+        text(&o1)
+    );
     for o in [&o0, &o1] {
         assert!(text(o).contains("at epoch 2 iteration 4"), "{}", text(o));
     }
-    assert!(text(&o1).contains("[mn node 1] finished in") && text(&o1).contains("node 0 writes the run directory"));
+    assert!(
+        text(&o1).contains("[mn node 1] finished in")
+            && text(&o1).contains("node 0 writes the run directory")
+    );
     // One run directory, written by node 0 only: one `started` per process of node 0.
-    let names: Vec<_> = std::fs::read_dir(&runs).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, ["mn"]);
     let ev = events(&runs, "mn");
     let kinds: Vec<&str> = ev.iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "started").count(), 2, "{kinds:?}");
-    assert_eq!(kinds.iter().filter(|k| **k == "eval").count(), 2, "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "started").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "eval").count(),
+        2,
+        "{kinds:?}"
+    );
     assert_eq!(kinds.last(), Some(&"finished"));
     // Every step event: the job's throughput and each node's own.
     let steps: Vec<_> = ev.iter().filter(|e| e["kind"] == "step").collect();
@@ -122,8 +159,13 @@ fn multinode_a_killed_node_ends_the_job_with_a_message_and_the_checkpoint_intact
     // Wait for the first checkpoint (end of epoch 1), then kill node 1.
     let start = Instant::now();
     let events_file = runs.join("kill/events.jsonl");
-    while !std::fs::read_to_string(&events_file).is_ok_and(|t| t.contains("\"kind\":\"checkpoint\"")) {
-        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint within 120 s");
+    while !std::fs::read_to_string(&events_file)
+        .is_ok_and(|t| t.contains("\"kind\":\"checkpoint\""))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint within 120 s"
+        );
         assert!(n0.try_wait().unwrap().is_none(), "node 0 ended early");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -134,7 +176,10 @@ fn multinode_a_killed_node_ends_the_job_with_a_message_and_the_checkpoint_intact
         if n0.try_wait().unwrap().is_some() {
             break n0.wait_with_output().unwrap();
         }
-        assert!(killed.elapsed() < Duration::from_secs(40), "node 0 still runs 40 s after node 1 died");
+        assert!(
+            killed.elapsed() < Duration::from_secs(40),
+            "node 0 still runs 40 s after node 1 died"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let t = text(&out);
@@ -146,10 +191,16 @@ fn multinode_a_killed_node_ends_the_job_with_a_message_and_the_checkpoint_intact
                 .any(|m| t.contains(m)),
         "{t}"
     );
-    assert!(t.contains("Last checkpoint:") && t.contains("--resume --run-id kill"), "{t}");
+    assert!(
+        t.contains("Last checkpoint:") && t.contains("--resume --run-id kill"),
+        "{t}"
+    );
     let ev = events(&runs, "kill");
     assert_eq!(ev.last().unwrap()["kind"], "failed");
-    let ckpt = ev.iter().rev().find(|e| e["kind"] == "checkpoint").unwrap()["path"].as_str().unwrap().to_string();
+    let ckpt = ev.iter().rev().find(|e| e["kind"] == "checkpoint").unwrap()["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let c = repopt_tui::train::checkpoint::read(&runs.join("kill").join(ckpt)).unwrap();
     assert!(c.state.global_iter >= 16);
 }
@@ -161,37 +212,97 @@ fn multinode_bad_layouts_and_missing_nodes_are_clear_errors() {
     let runs = tmp.path().join("runs");
     let run = |args: &[&str]| {
         let out = Command::new(BIN)
-            .args(["--profile", p.to_str().unwrap(), "--runs-dir", runs.to_str().unwrap()])
+            .args([
+                "--profile",
+                p.to_str().unwrap(),
+                "--runs-dir",
+                runs.to_str().unwrap(),
+            ])
             .args(args)
             .output()
             .unwrap();
         assert!(!out.status.success());
         text(&out)
     };
-    let t = run(&["--nodes", "2", "--node-rank", "2", "--coordinator", "127.0.0.1:29500"]);
+    let t = run(&[
+        "--nodes",
+        "2",
+        "--node-rank",
+        "2",
+        "--coordinator",
+        "127.0.0.1:29500",
+    ]);
     assert!(t.contains("--node-rank 2 is not below --nodes 2"), "{t}");
-    let t = run(&["--nodes", "2", "--node-rank", "0", "--coordinator", "127.0.0.1"]);
-    assert!(t.contains("--coordinator \"127.0.0.1\" is not HOST:PORT"), "{t}");
-    let t = run(&["--nodes", "2", "--node-rank", "1", "--coordinator", "127.0.0.1:1", "--resume"]);
+    let t = run(&[
+        "--nodes",
+        "2",
+        "--node-rank",
+        "0",
+        "--coordinator",
+        "127.0.0.1",
+    ]);
+    assert!(
+        t.contains("--coordinator \"127.0.0.1\" is not HOST:PORT"),
+        "{t}"
+    );
+    let t = run(&[
+        "--nodes",
+        "2",
+        "--node-rank",
+        "1",
+        "--coordinator",
+        "127.0.0.1:1",
+        "--resume",
+    ]);
     assert!(t.contains("needs --run-id"), "{t}");
     // Node 1 never comes: node 0 gives up after the timeout, saying so.
     let port = common::free_port_block(5);
     let start = Instant::now();
     let t = run(&[
-        "--nodes", "2", "--node-rank", "0", "--coordinator", &format!("127.0.0.1:{port}"),
-        "--collective-timeout", "2", "--run-id", "alone",
+        "--nodes",
+        "2",
+        "--node-rank",
+        "0",
+        "--coordinator",
+        &format!("127.0.0.1:{port}"),
+        "--collective-timeout",
+        "2",
+        "--run-id",
+        "alone",
     ]);
     assert!(start.elapsed() < Duration::from_secs(30));
-    assert!(t.contains("joining the 2-node job") && t.contains("no answer from the other nodes within 2 s"), "{t}");
+    assert!(
+        t.contains("joining the 2-node job")
+            && t.contains("no answer from the other nodes within 2 s"),
+        "{t}"
+    );
     assert_eq!(events(&runs, "alone").last().unwrap()["kind"], "failed");
     // Nodes whose profiles name different devices.
     let two = profile(tmp.path(), "two", 1, "Cpu, Cpu");
     let port = common::free_port_block(5);
-    let n0 = node(&p, &runs, 0, port, &["--run-id", "devices", "--collective-timeout", "60"]);
-    let n1 = node(&two, &runs, 1, port, &["--run-id", "devices", "--collective-timeout", "60"]);
-    for out in [n0.wait_with_output().unwrap(), n1.wait_with_output().unwrap()] {
+    let n0 = node(
+        &p,
+        &runs,
+        0,
+        port,
+        &["--run-id", "devices", "--collective-timeout", "60"],
+    );
+    let n1 = node(
+        &two,
+        &runs,
+        1,
+        port,
+        &["--run-id", "devices", "--collective-timeout", "60"],
+    );
+    for out in [
+        n0.wait_with_output().unwrap(),
+        n1.wait_with_output().unwrap(),
+    ] {
         let t = text(&out);
         assert!(!out.status.success());
-        assert!(t.contains("node 1's profile has devices [cpu,cpu], node 0's has [cpu]"), "{t}");
+        assert!(
+            t.contains("node 1's profile has devices [cpu,cpu], node 0's has [cpu]"),
+            "{t}"
+        );
     }
 }

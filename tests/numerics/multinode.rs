@@ -102,13 +102,21 @@ fn multinode_node() {
     let v = variant("T0").unwrap();
     // Node 1 starts from another initialization: the broadcast must make it node 0's.
     let seed = if rank == 0 { 3 } else { 77 };
-    let mut model = broadcast_model::<B, _>(&c, DeployNet::<B>::init(&v, CLASSES, seed, &device))
-        .unwrap();
+    let mut model =
+        broadcast_model::<B, _>(&c, DeployNet::<B>::init(&v, CLASSES, seed, &device)).unwrap();
     let mut opt = optimizer();
     for (images, labels) in batches() {
         let batch = shard(&images, &labels, rank as usize, 2);
         let images = batch.len();
-        let out = forward_backward(&model, &device, &mut [], &Default::default(), vec![batch], 0.1, CLASSES);
+        let out = forward_backward(
+            &model,
+            &device,
+            &mut [],
+            &Default::default(),
+            vec![batch],
+            0.1,
+            CLASSES,
+        );
         let local = LocalStep {
             loss_sum: out.loss_sum,
             correct: out.correct,
@@ -133,7 +141,12 @@ fn multinode_two_processes_equal_one_process_with_two_devices() {
     let nodes: Vec<_> = (0..2)
         .map(|rank| {
             std::process::Command::new(&exe)
-                .args(["--ignored", "--exact", "multinode::multinode_node", "--nocapture"])
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "multinode::multinode_node",
+                    "--nocapture",
+                ])
                 .env("MULTINODE_RANK", rank.to_string())
                 .env("MULTINODE_PORT", port.to_string())
                 .env("MULTINODE_OUT", tmp.path().join(format!("node{rank}.json")))
@@ -162,7 +175,10 @@ fn multinode_two_processes_equal_one_process_with_two_devices() {
     for (((name, a), (_, b)), (_, r)) in n0.iter().zip(&n1).zip(&reference) {
         assert_eq!(a, b, "{name}: the two nodes differ");
         let d = common::rel_l2(a, r);
-        assert!(d < 1e-5, "{name}: 2 processes against 1 process × 2 devices: {d:e}");
+        assert!(
+            d < 1e-5,
+            "{name}: 2 processes against 1 process × 2 devices: {d:e}"
+        );
     }
     // Training moved the weights (the comparison is not vacuous).
     let init = DeployNet::<B>::init(&variant("T0").unwrap(), CLASSES, 3, &Default::default());
