@@ -306,3 +306,86 @@ fn multinode_bad_layouts_and_missing_nodes_are_clear_errors() {
         );
     }
 }
+
+#[test]
+fn multinode_a_signal_on_one_node_stops_every_node_after_the_same_iteration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = profile(tmp.path(), "sig", 400, "Cpu");
+    let runs = tmp.path().join("runs");
+    let port = common::free_port_block(5);
+    let extra = ["--run-id", "sig", "--collective-timeout", "30"];
+    let mut n0 = node(&p, &runs, 0, port, &extra);
+    let n1 = node(&p, &runs, 1, port, &extra);
+    let start = Instant::now();
+    let events_file = runs.join("sig/events.jsonl");
+    while !std::fs::read_to_string(&events_file).is_ok_and(|t| t.contains("\"kind\":\"step\"")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no step within 120 s"
+        );
+        assert!(n0.try_wait().unwrap().is_none(), "node 0 ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGTERM to node 1 only (as `kill` on one machine would).
+    // SAFETY: sending a signal to a child process this test started.
+    assert_eq!(unsafe { libc::kill(n1.id() as i32, libc::SIGTERM) }, 0);
+    let (o0, o1) = (
+        n0.wait_with_output().unwrap(),
+        n1.wait_with_output().unwrap(),
+    );
+    assert!(
+        o0.status.success() && o1.status.success(),
+        "{}\n---\n{}",
+        text(&o0),
+        text(&o1)
+    );
+    let at = |t: &str| -> String {
+        let i = t
+            .find("stopped (SIGTERM) at ")
+            .unwrap_or_else(|| panic!("{t}"));
+        t[i..].split(';').next().unwrap().to_string()
+    };
+    assert_eq!(at(&text(&o0)), at(&text(&o1)));
+    let ev = events(&runs, "sig");
+    let stopped = ev.iter().find(|e| e["kind"] == "stopped").unwrap();
+    assert_eq!(stopped["reason"], "SIGTERM");
+    assert!(stopped["checkpoint"].is_string(), "{stopped}");
+}
+
+#[test]
+fn multinode_node_1_ends_when_node_0_dies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = profile(tmp.path(), "kill0", 400, "Cpu");
+    let runs = tmp.path().join("runs");
+    let port = common::free_port_block(5);
+    let extra = ["--run-id", "kill0", "--collective-timeout", "20"];
+    let mut n0 = node(&p, &runs, 0, port, &extra);
+    let mut n1 = node(&p, &runs, 1, port, &extra);
+    let start = Instant::now();
+    let events_file = runs.join("kill0/events.jsonl");
+    while !std::fs::read_to_string(&events_file).is_ok_and(|t| t.contains("\"kind\":\"step\"")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no step within 120 s"
+        );
+        assert!(n1.try_wait().unwrap().is_none(), "node 1 ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    n0.kill().unwrap();
+    n0.wait().unwrap();
+    let killed = Instant::now();
+    while n1.try_wait().unwrap().is_none() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(40),
+            "node 1 still runs 40 s after node 0 died"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = n1.wait_with_output().unwrap();
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("[kill0 node 1] FAILED") && t.contains("node 0"),
+        "{t}"
+    );
+}
