@@ -618,8 +618,24 @@ impl Transport {
             for v in parts {
                 sum.iter_mut().zip(&v).for_each(|(s, x)| *s += x);
             }
+            // Done when every other node has taken this node's vector too (the service drops it
+            // after the last download): a node that returned earlier could exit, say after a
+            // failed check, while another still downloads from it.
+            while self.service.exposed_tensors.lock().await.contains_key(&id) {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
             Ok(sum)
         })
+    }
+}
+
+impl Drop for Transport {
+    /// The service drops a vector when its last download starts, not when it ends: give the
+    /// last transfers this node serves time to leave before the runtime (and its tasks) stop.
+    fn drop(&mut self) {
+        if self.next_id.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }
 
