@@ -141,7 +141,8 @@ impl CollectiveArgs {
 
 /// A coordinator port whose next four ports are free too.
 fn free_ports() -> anyhow::Result<u16> {
-    for base in (29500u16..60000).step_by(7) {
+    // Below the ephemeral range (32768 on), which outgoing connections take ports from.
+    for base in (29500u16..32760).step_by(7) {
         if (base..base + 5).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
             return Ok(base);
         }

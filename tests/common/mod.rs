@@ -531,13 +531,15 @@ pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// A coordinator port for a multi-node test on loopback whose following `n` ports (the nodes'
-/// data ports) are free too; tests running at the same time get different blocks.
+/// data ports) are free too; tests running at the same time get different blocks. Below
+/// Linux's ephemeral range (32768 on), so that no outgoing connection of a running test takes
+/// a port a node is about to listen on.
 pub fn free_port_block(n: u16) -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let start = 20000 + (std::process::id() % 2000) as u16 * 16;
+    let start = (std::process::id() % 700) as u16 * 16;
     loop {
-        let base = start.wrapping_add(NEXT.fetch_add(n + 1, Ordering::SeqCst)) % 40000 + 20000;
+        let base = (start + NEXT.fetch_add(n + 1, Ordering::SeqCst)) % 12000 + 20000;
         if (base..=base + n).all(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()) {
             return base;
         }
