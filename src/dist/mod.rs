@@ -50,8 +50,17 @@
 //!   with a deadline, and while it waits the peers' data-service ports are probed with a plain
 //!   TCP connect: a refused connection means that process is gone. Either ends the job with a
 //!   message naming the node; the hung helper thread ends with the process.
-//! - `register` retries connecting to the orchestrator every second for ever; the join is
-//!   bounded by the same deadline.
+//! - `register` retries connecting to the orchestrator every second for ever (printing
+//!   `Connecting to ws://…` on stdout each time); the join is bounded by the same deadline.
+//! - A server that cannot bind its port only logs it (and burn-communication's servers install
+//!   an INFO-level log printer on stdout unless one is set): the ports are checked free before
+//!   the engine starts, and a silent log subscriber is set.
+//! - Not fixed here, bounded by the deadline: `SyncService::sync` and the data service's
+//!   `get_exposed_tensor_bytes` check their state, release the lock, then create the
+//!   `Notify::notified()` future; a notification that lands between the two is lost
+//!   (`notify_waiters` stores no permit) and that call waits until the next one. The data
+//!   service also drops an exposed vector when its last download *starts*, hence the short
+//!   linger in `Transport`'s `Drop`.
 
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
