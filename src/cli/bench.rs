@@ -15,6 +15,21 @@ use crate::model::{ModelKind, variant};
 pub enum BenchCommand {
     /// Seconds per training step and images/s of the target, RepVGG and HS models.
     Model(ModelArgs),
+    /// Multi-node data parallel on loopback: two node processes on this machine, the all-reduce
+    /// of each variant's step vector (MB/s) and a training step against one process.
+    Collective(CollectiveArgs),
+    /// One node of `bench collective` (started by it).
+    #[command(hide = true)]
+    CollectiveNode {
+        #[command(flatten)]
+        args: CollectiveArgs,
+        /// This node's rank.
+        #[arg(long)]
+        rank: u32,
+        /// Node 0's HOST:PORT.
+        #[arg(long)]
+        coordinator: String,
+    },
     /// Images/s per worker thread of the CIFAR and ImageNet input pipelines.
     Data {
         /// Folder of JPEG photos (default: ../shared/data/imagenet-samples).
@@ -67,6 +82,181 @@ pub struct ModelArgs {
     torch_script: PathBuf,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct CollectiveArgs {
+    /// Comma-separated variants whose step vector (every float tensor of the target model with
+    /// 1000 classes) is all-reduced.
+    #[arg(long, default_value = "A0,B1")]
+    variants: String,
+    /// Timed all-reduces per variant (after one untimed).
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    /// Variant of the timed training steps.
+    #[arg(long, default_value = "A0")]
+    step_variant: String,
+    /// Input resolution of the training steps.
+    #[arg(long, default_value_t = 32)]
+    res: usize,
+    /// Images per node and step (weak scaling: two nodes train twice the images per step).
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Timed training steps (after 2 untimed).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+}
+
+impl CollectiveArgs {
+    fn config(&self) -> anyhow::Result<crate::bench::CollectiveBenchConfig> {
+        Ok(crate::bench::CollectiveBenchConfig {
+            variants: self
+                .variants
+                .split(',')
+                .map(|v| variant(v.trim()).map_err(|e| anyhow::anyhow!("--variants: {e}")))
+                .collect::<anyhow::Result<_>>()?,
+            iters: self.iters,
+            step_variant: variant(&self.step_variant)
+                .map_err(|e| anyhow::anyhow!("--step-variant: {e}"))?,
+            resolution: self.res,
+            batch: self.batch,
+            classes: 100,
+            warmup: 2,
+            steps: self.steps,
+        })
+    }
+
+    fn to_args(&self) -> Vec<String> {
+        [
+            ("--variants", self.variants.clone()),
+            ("--iters", self.iters.to_string()),
+            ("--step-variant", self.step_variant.clone()),
+            ("--res", self.res.to_string()),
+            ("--batch", self.batch.to_string()),
+            ("--steps", self.steps.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_string(), v])
+        .collect()
+    }
+}
+
+/// A coordinator port whose next four ports are free too.
+fn free_ports() -> anyhow::Result<u16> {
+    // Below the ephemeral range (32768 on), which outgoing connections take ports from.
+    for base in (29500u16..32760).step_by(7) {
+        if (base..base + 5).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return Ok(base);
+        }
+    }
+    anyhow::bail!("no 5 free consecutive ports on this machine")
+}
+
+/// `bench collective`: both nodes as child processes, each with half the cores; then the same
+/// training step in this process alone with all of them.
+fn collective(args: CollectiveArgs) -> anyhow::Result<ExitCode> {
+    let cfg = args.config()?;
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let port = free_ports()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let half = (cores / 2).max(1);
+    let children: Vec<_> = (0..2u32)
+        .map(|rank| {
+            std::process::Command::new(&exe)
+                .args(["bench", "collective-node"])
+                .args(args.to_args())
+                .args(["--rank", &rank.to_string()])
+                .args(["--coordinator", &format!("127.0.0.1:{port}")])
+                .env("RAYON_NUM_THREADS", half.to_string())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .context("cannot start a node process")
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut results = Vec::new();
+    for (rank, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        anyhow::ensure!(
+            out.status.success(),
+            "node {rank} failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout
+            .lines()
+            .rfind(|l| l.starts_with('{'))
+            .with_context(|| format!("node {rank} printed no result: {stdout}"))?;
+        results.push(serde_json::from_str::<crate::bench::CollectiveBenchResult>(
+            line,
+        )?);
+    }
+    type B = burn::backend::Autodiff<burn::backend::Flex>;
+    let (one_s, _) = crate::bench::timed_dp_steps::<B>(None, &cfg, &Default::default())?;
+    let r0 = &results[0];
+    crate::outln!(
+        "all-reduce of the step vector, 2 processes on loopback (burn-communication data service), mean of {}:",
+        cfg.iters
+    );
+    crate::outln!(
+        "{:<8} {:>12} {:>10} {:>10} {:>10}",
+        "variant",
+        "values",
+        "MB",
+        "ms",
+        "MB/s"
+    );
+    for (name, n, s) in &r0.all_reduce {
+        let mb = *n as f64 * 4.0 / 1e6;
+        crate::outln!(
+            "{name:<8} {n:>12} {mb:>10.1} {:>10.1} {:>10.1}",
+            s * 1e3,
+            mb / s
+        );
+    }
+    let two_s = results.iter().map(|r| r.step_s).fold(0.0, f64::max);
+    crate::outln!(
+        "training step, {} target {}x{} batch {} per process, mean of {}:",
+        cfg.step_variant.name,
+        cfg.resolution,
+        cfg.resolution,
+        cfg.batch,
+        cfg.steps
+    );
+    crate::outln!(
+        "  1 process, {cores} threads: {:.3} s/step, {:.1} images/s",
+        one_s,
+        cfg.batch as f64 / one_s
+    );
+    crate::outln!(
+        "  2 processes, {half} threads each: {:.3} s/step (all-reduce {:.3} s), {:.1} images/s in all",
+        two_s,
+        r0.step_all_reduce_s,
+        2.0 * cfg.batch as f64 / two_s
+    );
+    crate::outln!("  step time, 2 processes against 1: {:.2}x", two_s / one_s);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn collective_node(
+    args: CollectiveArgs,
+    rank: u32,
+    coordinator: String,
+) -> anyhow::Result<ExitCode> {
+    let cfg = args.config()?;
+    let layout = crate::dist::DistOptions {
+        nodes: 2,
+        node_rank: rank,
+        coordinator,
+        data_port: None,
+        timeout: std::time::Duration::from_secs(300),
+    }
+    .check()?;
+    let c = crate::dist::Collective::join(layout, Default::default())?;
+    let result = crate::bench::collective_node(&c, &cfg)?;
+    crate::outln!("{}", serde_json::to_string(&result)?);
+    c.finish();
+    Ok(ExitCode::SUCCESS)
+}
+
 struct ModelTask(ModelBenchConfig);
 
 impl BackendTask for ModelTask {
@@ -79,6 +269,12 @@ impl BackendTask for ModelTask {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Model(args) => model(args),
+        BenchCommand::Collective(args) => collective(args),
+        BenchCommand::CollectiveNode {
+            args,
+            rank,
+            coordinator,
+        } => collective_node(args, rank, coordinator),
         BenchCommand::Data {
             samples,
             threads,

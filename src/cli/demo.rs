@@ -42,6 +42,7 @@ fn run_both(dir: &std::path::Path, runs_dir: &std::path::Path) -> anyhow::Result
         std::fs::write(&profile, text)
             .with_context(|| format!("cannot write {}", profile.display()))?;
         let opts = RunOptions {
+            dist: None,
             profile,
             resume: false,
             checkpoint: None,

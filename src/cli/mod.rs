@@ -51,6 +51,29 @@ pub struct Cli {
     /// one take their own --runs-dir).
     #[arg(long, value_name = "DIR", default_value = crate::train::DEFAULT_RUNS_DIR)]
     pub runs_dir: PathBuf,
+    /// Multi-node data parallel: the number of nodes (processes) of the job, one per machine,
+    /// each driving the profile's devices (README, "Multi-node").
+    #[arg(
+        long,
+        value_name = "N",
+        requires_all = ["profile", "node_rank", "coordinator"]
+    )]
+    pub nodes: Option<u32>,
+    /// This node's rank, 0 to N-1 (with --nodes); node 0 hosts the coordinator and writes the
+    /// run directory. Under Slurm: $SLURM_NODEID.
+    #[arg(long, value_name = "R", requires = "nodes")]
+    pub node_rank: Option<u32>,
+    /// HOST:PORT of node 0, where the nodes meet (with --nodes); every node N also listens on
+    /// PORT + 1 + N for tensor transfers, unless --data-port says otherwise.
+    #[arg(long, value_name = "HOST:PORT", requires = "nodes")]
+    pub coordinator: Option<String>,
+    /// This node's port for tensor transfers (with --nodes); default: coordinator port + 1 + rank.
+    #[arg(long, value_name = "PORT", requires = "nodes")]
+    pub data_port: Option<u16>,
+    /// Seconds any node waits for the others (joining, each step) before the job ends with an
+    /// error on every node (with --nodes).
+    #[arg(long, value_name = "SECONDS", requires = "nodes", default_value_t = crate::dist::DEFAULT_TIMEOUT_S)]
+    pub collective_timeout: u64,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -242,6 +265,13 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
                     run_id: cli.run_id,
                     runs_dir: cli.runs_dir,
                     stop_after: cli.stop_after,
+                    dist: cli.nodes.map(|nodes| crate::dist::DistOptions {
+                        nodes,
+                        node_rank: cli.node_rank.unwrap_or(0),
+                        coordinator: cli.coordinator.clone().unwrap_or_default(),
+                        data_port: cli.data_port,
+                        timeout: std::time::Duration::from_secs(cli.collective_timeout),
+                    }),
                 })?;
                 Ok(match outcome {
                     crate::train::RunOutcome::Failed(_) => std::process::ExitCode::FAILURE,

@@ -306,6 +306,7 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         pid: std::process::id(),
         resumed_from: None,
         profile_path: Some(args.profile.display().to_string()),
+        nodes: None,
     }))?;
     crate::outln!(
         "probe: {} at {}x{}, {} classes, on {}{} (each trial: 1 warm-up + {} in a child process)",

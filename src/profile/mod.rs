@@ -237,4 +237,18 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn a_multi_node_job_scales_the_lr_by_every_nodes_images() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/b1.ron"));
+        let p = RunProfile::load(path).unwrap();
+        assert!(p.recipe.lr_scaling && p.devices.len() == 8);
+        let one = p.schedule(100).base_lr;
+        let two = p.schedule_on_nodes(100, 2).base_lr;
+        assert!((one - 0.1).abs() < 1e-12, "8 × 32 images: lr {one}");
+        assert!(
+            (two - 0.2).abs() < 1e-12,
+            "2 nodes × 8 × 32 images: lr {two}"
+        );
+    }
 }

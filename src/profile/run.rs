@@ -477,10 +477,16 @@ impl RunProfile {
 
     /// The learning-rate schedule for `iters_per_epoch` iterations per epoch.
     pub fn schedule(&self, iters_per_epoch: u64) -> LrSchedule {
+        self.schedule_on_nodes(iters_per_epoch, 1)
+    }
+
+    /// [`Self::schedule`] of a job of `nodes` nodes with these devices each: the linear scaling
+    /// counts the images of every node (batch × devices × nodes, as DDP's world size).
+    pub fn schedule_on_nodes(&self, iters_per_epoch: u64, nodes: usize) -> LrSchedule {
         let r = &self.recipe;
         let scale = |lr: f64| {
             if r.lr_scaling {
-                scaled_lr(lr, self.total_batch())
+                scaled_lr(lr, self.total_batch() * nodes.max(1))
             } else {
                 lr
             }

@@ -126,6 +126,9 @@ pub struct Started {
     /// The profile file the run was started from.
     #[serde(default)]
     pub profile_path: Option<String>,
+    /// Multi-node jobs: the number of nodes, each with `devices` (README, "Multi-node").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,6 +151,14 @@ pub struct Step {
     /// Estimated seconds until the run finishes.
     #[serde(default)]
     pub eta_s: Option<f64>,
+    /// Multi-node jobs: each rank's own throughput (its images over its data, forward and
+    /// backward time), by rank.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank_images_per_s: Option<Vec<f64>>,
+    /// Multi-node jobs: mean milliseconds per step rank 0 spent in the gradients' all-reduce
+    /// (waiting for the others included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_reduce_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -435,6 +446,8 @@ mod tests {
                 images_per_s: 300.0,
                 top1: None,
                 eta_s: None,
+                rank_images_per_s: None,
+                all_reduce_ms: None,
             }),
         };
         let line = serde_json::to_string(&e).unwrap();

@@ -77,6 +77,11 @@ pub struct MetricsWindow {
     correct: u64,
     seen: u64,
     start: Instant,
+    /// Multi-node jobs: per rank, the images and the compute seconds of its steps, and the
+    /// seconds this process spent in the steps' all-reduces.
+    ranks: Vec<(u64, f64)>,
+    all_reduce_s: f64,
+    steps: u64,
 }
 
 impl Default for MetricsWindow {
@@ -86,6 +91,9 @@ impl Default for MetricsWindow {
             correct: 0,
             seen: 0,
             start: Instant::now(),
+            ranks: Vec::new(),
+            all_reduce_s: 0.0,
+            steps: 0,
         }
     }
 }
@@ -108,6 +116,35 @@ impl MetricsWindow {
 
     pub fn images_per_s(&self) -> f64 {
         self.seen as f64 / self.start.elapsed().as_secs_f64().max(1e-9)
+    }
+
+    /// A multi-node step: each rank's images and compute seconds, and this process's
+    /// all-reduce seconds.
+    pub fn add_ranks(&mut self, ranks: impl IntoIterator<Item = (u64, f64)>, all_reduce_s: f64) {
+        for (i, (images, secs)) in ranks.into_iter().enumerate() {
+            if self.ranks.len() <= i {
+                self.ranks.push((0, 0.0));
+            }
+            self.ranks[i].0 += images;
+            self.ranks[i].1 += secs;
+        }
+        self.all_reduce_s += all_reduce_s;
+        self.steps += 1;
+    }
+
+    /// Each rank's own throughput (its images over its compute time), when multi-node.
+    pub fn rank_images_per_s(&self) -> Option<Vec<f64>> {
+        (!self.ranks.is_empty()).then(|| {
+            self.ranks
+                .iter()
+                .map(|&(n, s)| n as f64 / s.max(1e-9))
+                .collect()
+        })
+    }
+
+    /// Mean milliseconds per step spent in the all-reduce, when multi-node.
+    pub fn all_reduce_ms(&self) -> Option<f64> {
+        (self.steps > 0).then(|| 1e3 * self.all_reduce_s / self.steps as f64)
     }
 
     /// Empties the window; its clock starts again.

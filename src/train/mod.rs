@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod clocks;
+pub mod collective;
 pub mod hooks;
 pub mod replicas;
 pub mod scales;
@@ -41,6 +42,8 @@ pub struct RunOptions {
     /// `--profile` as the user typed it, for the commands the run prints (how to continue it,
     /// what to run next); `None` when another command started the run (`demo`): no such hints.
     pub profile_arg: Option<String>,
+    /// `--nodes`: this process is one node of a multi-node job.
+    pub dist: Option<crate::dist::DistOptions>,
 }
 
 /// Where run directories live unless `--runs-dir` says otherwise.
@@ -440,6 +443,18 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     if let Some(id) = &opts.run_id {
         check_run_id(id)?;
     }
+    let layout = opts.dist.as_ref().map(|d| d.check()).transpose()?;
+    if let Some(l) = &layout {
+        if opts.resume && opts.run_id.is_none() {
+            bail!(
+                "--resume with --nodes {} needs --run-id ID, the same on every node (node 0 holds the run's lock, so the others cannot look for \"the newest unfinished run\" themselves)",
+                l.nodes
+            );
+        }
+        if l.rank != 0 {
+            return run_follower(opts, l.clone(), stop);
+        }
+    }
     let RunStart {
         dir,
         run_id,
@@ -448,7 +463,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     } = if opts.resume {
         resumed_run(&opts)?
     } else {
-        new_run(&opts)?
+        new_run(&opts, true)?
     };
     // The file whose `devices` decide where the run computes (what to edit to change them).
     let devices_file = if opts.resume {
@@ -492,12 +507,18 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     let devices = profile.devices.clone();
     let kind = profile.kind;
     let frozen_profile = profile.clone();
+    let dist = match layout.map(|l| crate::dist::Collective::join(l, stop.clone())) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => return Err(record_failure(&mut events, e)),
+    };
     let mut ctx = RunCtx {
         profile,
         run_id: run_id.clone(),
         resume_command: resume_command(&opts, &run_id, &dir),
         dir: dir.clone(),
-        events,
+        events: Some(events),
+        dist,
         data,
         resume,
         scales,
@@ -508,7 +529,11 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         bookkeeping: std::time::Duration::ZERO,
         events_failing: false,
     };
-    match dispatch(&devices, choice, TrainTask(&mut ctx)) {
+    let outcome = dispatch(&devices, choice, TrainTask(&mut ctx));
+    if let (Ok(Ok(RunOutcome::Finished)), Some(d)) = (&outcome, ctx.dist.take()) {
+        d.finish();
+    }
+    match outcome {
         Ok(Ok(RunOutcome::Finished)) if kind == RunKind::HyperSearch => {
             // The HS run's last line: where its result went and what to run next.
             if opts.profile_arg.is_some() {
@@ -520,8 +545,65 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
             Ok(RunOutcome::Finished)
         }
         Ok(Ok(outcome)) => Ok(outcome),
-        Ok(Err(e)) | Err(e) => Err(record_failure(&mut ctx.events, e)),
+        Ok(Err(e)) | Err(e) => match ctx.events.as_mut() {
+            Some(events) => Err(record_failure(events, e)),
+            None => Err(e),
+        },
     }
+}
+
+/// A node other than 0 of a multi-node job: the same profile, data, scales and (on `--resume`)
+/// checkpoint as node 0, read but never written (node 0 owns the run directory and its lock).
+fn run_follower(
+    opts: RunOptions,
+    layout: crate::dist::Layout,
+    stop: Arc<AtomicUsize>,
+) -> anyhow::Result<RunOutcome> {
+    let RunStart {
+        dir,
+        run_id,
+        profile,
+        resume,
+    } = if opts.resume {
+        resumed_run(&opts)?
+    } else {
+        new_run(&opts, false)?
+    };
+    let devices_file = if opts.resume {
+        dir.join(PROFILE_FILE)
+    } else {
+        opts.profile.clone()
+    };
+    let choice = DeviceChoice::Profile(&devices_file);
+    let (data, scales) = check_before_start(&opts, &profile, &dir, choice, resume.as_ref())?;
+    let (scales, scales_sha256) = match scales {
+        Some(f) => (Some(f.scales), f.sha256),
+        None => (None, None),
+    };
+    let dist = crate::dist::Collective::join(layout, stop.clone())?;
+    let devices = profile.devices.clone();
+    let mut ctx = RunCtx {
+        profile,
+        run_id: run_id.clone(),
+        resume_command: resume_command(&opts, &run_id, &dir),
+        dir,
+        events: None,
+        dist: Some(dist),
+        data,
+        resume,
+        scales,
+        scales_sha256,
+        stop,
+        stop_after: opts.stop_after,
+        profile_path: absolute(&opts.profile),
+        bookkeeping: std::time::Duration::ZERO,
+        events_failing: false,
+    };
+    let outcome = dispatch(&devices, choice, TrainTask(&mut ctx))??;
+    if let (RunOutcome::Finished, Some(d)) = (&outcome, ctx.dist.take()) {
+        d.finish();
+    }
+    Ok(outcome)
 }
 
 /// A `failed` event in the run's own directory; the error goes on to the caller.
@@ -625,15 +707,16 @@ fn resumed_run(opts: &RunOptions) -> anyhow::Result<RunStart> {
     })
 }
 
-/// A new run of `opts.profile`: its id and directory (which must not hold a run yet), and the
+/// A new run of `opts.profile`: its id and directory (which must not hold a run yet when
+/// `owner`: a multi-node job's other nodes find node 0's there on a shared file system), and the
 /// profile resolved to freeze (absolute paths, scales resolved to a file).
-fn new_run(opts: &RunOptions) -> anyhow::Result<RunStart> {
+fn new_run(opts: &RunOptions, owner: bool) -> anyhow::Result<RunStart> {
     let mut profile = RunProfile::load(&opts.profile)?;
     let run_id = opts.run_id.clone().unwrap_or_else(|| {
         crate::rundir::ids::new_run_id(&opts.profile, crate::rundir::unix_now())
     });
     let dir = opts.runs_dir.join(&run_id);
-    if dir.join(EVENTS_FILE).exists() {
+    if owner && dir.join(EVENTS_FILE).exists() {
         bail!(
             "run directory {} already holds a run: continue it with --resume (a run without a checkpoint starts over), or choose another --run-id",
             dir.display()

@@ -66,8 +66,8 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Gather<'_, B> {
 }
 
 /// Replaces each tensor whose id is in `values`.
-struct Scatter<'a> {
-    values: &'a mut GradientsParams,
+pub(crate) struct Scatter<'a> {
+    pub values: &'a mut GradientsParams,
 }
 
 impl<B: AutodiffBackend> ModuleMapper<B> for Scatter<'_> {

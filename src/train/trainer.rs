@@ -14,6 +14,7 @@ use super::checkpoint::{self, Checkpoint, TrainState};
 use super::clocks::{
     CheckpointTimer, Every, GPU_SAMPLE_EVERY, MetricsWindow, PROGRESS_LINE_EVERY, ProcessClock,
 };
+use super::collective::{self as dp, LocalStep, StartInfo};
 use super::hooks::{TrainModel, scales_event};
 use super::replicas::{Replica, forward_backward, param_ids};
 use crate::data::{Loader, LoaderConfig, OpenedDataset};
@@ -38,7 +39,9 @@ pub struct RunCtx {
     pub profile: RunProfile,
     pub run_id: String,
     pub dir: PathBuf,
-    pub events: EventWriter,
+    /// `None` on the ranks other than 0 of a multi-node job: only rank 0 writes the run
+    /// directory (events, checkpoints, scales, the final weights).
+    pub events: Option<EventWriter>,
     pub data: OpenedDataset,
     pub resume: Option<(PathBuf, Checkpoint)>,
     pub scales: Option<ScalesProfile>,
@@ -55,12 +58,17 @@ pub struct RunCtx {
     pub bookkeeping: std::time::Duration,
     /// The last event could not be written (warned once per streak).
     pub events_failing: bool,
+    /// The multi-node job this process is a node of (`--nodes`).
+    pub dist: Option<crate::dist::Collective>,
 }
 
 impl RunCtx {
     fn emit(&mut self, body: EventBody) {
+        let Some(events) = self.events.as_mut() else {
+            return;
+        };
         let start = Instant::now();
-        let written = self.events.emit(body);
+        let written = events.emit(body);
         self.bookkeeping += start.elapsed();
         // Said once per streak of failures (a full disk fails every event), and when it ends.
         match written {
@@ -68,19 +76,28 @@ impl RunCtx {
                 self.events_failing = true;
                 crate::errln!(
                     "warning: cannot append to {}: {e} (events are lost until it can; training goes on)",
-                    self.events.path().display()
+                    events.path().display()
                 );
             }
             Ok(()) if self.events_failing => {
                 self.events_failing = false;
-                crate::errln!("note: {} is written again", self.events.path().display());
+                crate::errln!("note: {} is written again", events.path().display());
             }
             _ => {}
         }
     }
 
     fn say(&self, line: &str) {
-        crate::outln!("[{}] {line}", self.run_id);
+        match &self.dist {
+            Some(d) => crate::outln!("[{} node {}] {line}", self.run_id, d.rank()),
+            None => crate::outln!("[{}] {line}", self.run_id),
+        }
+    }
+
+    /// Whether this process writes the run directory (every process but the ranks other than 0
+    /// of a multi-node job).
+    pub fn writes_run_dir(&self) -> bool {
+        self.dist.as_ref().is_none_or(|d| d.rank() == 0)
     }
 }
 
@@ -110,6 +127,31 @@ pub fn train<B: AutodiffBackend, M: TrainModel<B>>(
     let main_device = devices[0].clone();
     let (mut state, mut model, resumed_from) =
         start_or_resume(ctx, &plan, model, &mut opt, &main_device)?;
+    if let Some(d) = &ctx.dist {
+        let p = &ctx.profile;
+        let recipe = format!(
+            "{:?} {} {:?} {} {} {:?} {:?}",
+            p.kind,
+            p.variant,
+            p.recipe,
+            p.seed,
+            ctx.data.classes,
+            p.data.kind,
+            ctx.data.train.len()
+        );
+        let info = StartInfo {
+            devices: p
+                .devices
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            global_iter: state.global_iter,
+            recipe,
+        };
+        dp::agree(d, &info)?;
+        model = dp::broadcast_model::<B, M>(d, model)?;
+    }
     let mut devices = Devices {
         replicas: devices[1..]
             .iter()
@@ -175,14 +217,20 @@ struct RunPlan {
 }
 
 impl RunPlan {
-    fn new(ctx: &RunCtx, world: usize) -> anyhow::Result<RunPlan> {
+    fn new(ctx: &RunCtx, local: usize) -> anyhow::Result<RunPlan> {
         let profile = &ctx.profile;
         let recipe = &profile.recipe;
         let train_pipeline = ctx.data.pipeline(recipe.augment, true);
-        let loaders: Vec<Loader> = (0..world)
-            .map(|rank| {
+        // Devices are ranked over the whole job: node n's device r is rank n × local + r.
+        let (node, nodes) = ctx
+            .dist
+            .as_ref()
+            .map_or((0, 1), |d| (d.rank() as usize, d.nodes() as usize));
+        let world = local * nodes;
+        let loaders: Vec<Loader> = (0..local)
+            .map(|r| {
                 let cfg = LoaderConfig {
-                    rank,
+                    rank: node * local + r,
                     world_size: world,
                     ..LoaderConfig::train(recipe.batch_size, profile.seed, recipe.workers)
                 };
@@ -211,7 +259,7 @@ impl RunPlan {
             loaders,
             val_loader,
             iters_per_epoch: ipe,
-            schedule: profile.schedule(ipe),
+            schedule: profile.schedule_on_nodes(ipe, nodes),
             variant: profile.variant(),
         })
     }
@@ -315,6 +363,7 @@ fn announce(ctx: &mut RunCtx, plan: &RunPlan, state: &TrainState, resumed_from: 
         pid: std::process::id(),
         resumed_from: resumed_from.clone(),
         profile_path: Some(ctx.profile_path.display().to_string()),
+        nodes: ctx.dist.as_ref().map(|d| d.nodes()),
     }));
     ctx.say(&format!(
         "{} {} on {} | {} | {} × {} of {} × {} | lr {:.4} | {}",
@@ -325,7 +374,14 @@ fn announce(ctx: &mut RunCtx, plan: &RunPlan, state: &TrainState, resumed_from: 
         plural(profile.recipe.epochs.into(), "epoch"),
         plural(plan.iters_per_epoch, "iteration"),
         plural(profile.recipe.batch_size as u64, "image"),
-        plural(devices.len() as u64, "device"),
+        match &ctx.dist {
+            Some(d) => format!(
+                "{} × {} nodes",
+                plural(devices.len() as u64, "device"),
+                d.nodes()
+            ),
+            None => plural(devices.len() as u64, "device"),
+        },
         plan.schedule.base_lr,
         match &resumed_from {
             Some(p) => format!(
@@ -360,6 +416,9 @@ fn train_epoch<B: AutodiffBackend, M: TrainModel<B>>(
         .iter()
         .map(|l| l.epoch(epoch as u64, state.iter))
         .collect();
+    // Multi-node: a signal is acted on once every node knows it (it travels with the next
+    // step's all-reduce), so that all stop after the same iteration.
+    let mut agreed_stop = ctx.dist.is_none();
     while state.iter < ipe {
         // A signal stops at once; `--stop-after N` is checked before a step (not after one)
         // so that it runs exactly N iterations, also when N ends an epoch (the run then stops
@@ -367,6 +426,7 @@ fn train_epoch<B: AutodiffBackend, M: TrainModel<B>>(
         let reason = match ctx.stop.load(Ordering::SeqCst) {
             0 if ctx.stop_after.is_some_and(|n| clocks.process.steps >= n) => Some("stop-after"),
             0 => None,
+            _ if !agreed_stop => None,
             signal => Some(signal_name(signal)),
         };
         if let Some(reason) = reason {
@@ -374,6 +434,7 @@ fn train_epoch<B: AutodiffBackend, M: TrainModel<B>>(
             return Ok(ControlFlow::Break(stop(ctx, &model, opt, state, reason)));
         }
         let lr = plan.schedule.lr_for_iteration(state.global_iter);
+        let step_start = Instant::now();
         let mut shards = Vec::with_capacity(iters.len());
         for it in iters.iter_mut() {
             let batch = it.next().context("the data loader ended early")??;
@@ -391,7 +452,42 @@ fn train_epoch<B: AutodiffBackend, M: TrainModel<B>>(
             label_smoothing,
             ctx.data.classes,
         );
-        let (grads, loss_sum, correct) = (out.grads, out.loss_sum, out.correct);
+        let (grads, loss_sum, correct, images) = match &ctx.dist {
+            None => (out.grads, out.loss_sum, out.correct, images),
+            Some(d) => {
+                let local = LocalStep {
+                    loss_sum: out.loss_sum,
+                    correct: out.correct,
+                    images,
+                    compute_s: step_start.elapsed().as_secs_f64(),
+                    stop: ctx.stop.load(Ordering::SeqCst),
+                };
+                let (m, job) = match dp::sync_step::<B, M>(d, model, out.grads, local) {
+                    Ok(synced) => synced,
+                    Err(e) => {
+                        let message = format!(
+                            "{e}. The job ends on every node; stopped at epoch {} iteration {} without checkpointing. Last checkpoint: {}. \
+                             Restart every node with --resume --run-id {}.",
+                            epoch + 1,
+                            state.iter,
+                            last_checkpoint(ctx),
+                            ctx.run_id
+                        );
+                        return Ok(ControlFlow::Break(fail(ctx, message)));
+                    }
+                };
+                model = m;
+                if job.stop != 0 {
+                    ctx.stop.store(job.stop, Ordering::SeqCst);
+                    agreed_stop = true;
+                }
+                clocks.window.add_ranks(
+                    job.per_rank.iter().map(|r| (r.images as u64, r.compute_s)),
+                    job.all_reduce_s,
+                );
+                (job.grads, job.loss_sum, job.correct, job.images)
+            }
+        };
         let loss = loss_sum / images as f64;
         if !loss.is_finite() {
             let message = format!(
@@ -426,6 +522,8 @@ fn train_epoch<B: AutodiffBackend, M: TrainModel<B>>(
                 images_per_s: window.images_per_s(),
                 top1: Some(window.top1()),
                 eta_s: Some(eta),
+                rank_images_per_s: window.rank_images_per_s(),
+                all_reduce_ms: window.all_reduce_ms(),
             }));
             if clocks.progress_line.tick() {
                 ctx.say(&format!(
@@ -523,7 +621,9 @@ fn end_epoch<B: AutodiffBackend, M: TrainModel<B>>(
         &format!("hyper-search run {} epoch {}", ctx.run_id, epoch + 1),
     ) {
         ctx.emit(EventBody::Scales(scales_event(&scales, epoch)));
-        if let Err(e) = scales.save(&ctx.dir.join(SCALES_FILE)) {
+        if ctx.writes_run_dir()
+            && let Err(e) = scales.save(&ctx.dir.join(SCALES_FILE))
+        {
             crate::errln!(
                 "warning: cannot write {}: {e}",
                 ctx.dir.join(SCALES_FILE).display()
@@ -566,6 +666,13 @@ fn finish_run<B: AutodiffBackend, M: TrainModel<B>>(
     last_top1: Option<f64>,
 ) -> anyhow::Result<RunOutcome> {
     let profile = ctx.profile.clone();
+    if !ctx.writes_run_dir() {
+        ctx.say(&format!(
+            "finished in {}: node 0 writes the run directory",
+            crate::output::duration(process.run_s())
+        ));
+        return Ok(RunOutcome::Finished);
+    }
     let mut extra = model.finish(&ctx.dir)?;
     super::hooks::save_safetensors::<B::InnerBackend, _>(
         &model.valid(),
@@ -751,6 +858,9 @@ fn save<B: AutodiffBackend, M: TrainModel<B>>(
     state: &TrainState,
     best: bool,
 ) -> Option<String> {
+    if !ctx.writes_run_dir() {
+        return None;
+    }
     let (start, before) = (Instant::now(), ctx.bookkeeping);
     let written = save_inner(ctx, model, opt, state, best);
     // The checkpoint event written inside is part of this, not counted twice.
@@ -834,6 +944,7 @@ fn stop<B: AutodiffBackend, M: TrainModel<B>>(
         state.iter,
         match written {
             Some(p) => format!("checkpoint {p}; continue with: {}", ctx.resume_command),
+            None if !ctx.writes_run_dir() => "node 0 writes the checkpoint".into(),
             None => "the checkpoint could not be written: the previous one stays the newest".into(),
         }
     ));

@@ -100,6 +100,7 @@ fn one_of_each() -> Vec<EventBody> {
             pid: 4,
             resumed_from: Some("ckpt/x.ckpt".into()),
             profile_path: Some("p.ron".into()),
+            nodes: Some(2),
         }),
         EventBody::Step(Step {
             epoch: 0,
@@ -110,6 +111,8 @@ fn one_of_each() -> Vec<EventBody> {
             images_per_s: 9.0,
             top1: Some(50.0),
             eta_s: Some(3.0),
+            rank_images_per_s: Some(vec![40.0, 38.5]),
+            all_reduce_ms: Some(12.0),
         }),
         EventBody::Eval(Eval {
             epoch: 0,

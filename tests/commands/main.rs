@@ -14,6 +14,7 @@ mod cli_core;
 mod cli_runs;
 mod event_schema;
 mod hardening;
+mod multinode;
 mod probe;
 mod profiles;
 mod quantize;

@@ -66,6 +66,7 @@ pub fn started(run_id: &str, kind: &str, variant: &str, epochs: u32, ipe: u64) -
             "profiles/{}.ron",
             run_id.rsplitn(3, '-').nth(2).unwrap_or(run_id)
         )),
+        nodes: None,
     })
 }
 
@@ -79,6 +80,8 @@ pub fn step(epoch: u32, iter: u64, ipe: u64, loss: f64, lr: f64, ips: f64) -> Ev
         images_per_s: ips,
         top1: None,
         eta_s: None,
+        rank_images_per_s: None,
+        all_reduce_ms: None,
     })
 }
 
@@ -526,4 +529,20 @@ pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
     let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
     let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
     (num / den.max(1e-30)).sqrt()
+}
+
+/// A coordinator port for a multi-node test on loopback whose following `n` ports (the nodes'
+/// data ports) are free too; tests running at the same time get different blocks. Below
+/// Linux's ephemeral range (32768 on), so that no outgoing connection of a running test takes
+/// a port a node is about to listen on.
+pub fn free_port_block(n: u16) -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = (std::process::id() % 700) as u16 * 16;
+    loop {
+        let base = (start + NEXT.fetch_add(n + 1, Ordering::SeqCst)) % 12000 + 20000;
+        if (base..=base + n).all(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()) {
+            return base;
+        }
+    }
 }

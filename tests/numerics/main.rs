@@ -14,4 +14,5 @@ mod interop;
 mod interop_strided;
 mod models;
 mod multi_device;
+mod multinode;
 mod optim_reference;
