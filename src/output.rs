@@ -47,6 +47,17 @@ pub fn err(args: fmt::Arguments) {
     write_to(&STDERR_GONE, &mut std::io::stderr().lock(), args);
 }
 
+/// A memory size for people: GiB from 1 GiB up, MiB below (probe results, memory budgets,
+/// reports).
+pub fn bytes(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2} GiB", b / (1024.0 * 1024.0 * 1024.0))
+    } else {
+        format!("{:.1} MiB", b / (1024.0 * 1024.0))
+    }
+}
+
 /// `1 run`, `2 runs`, `0 runs`: a count with its noun, for the console and the dashboard alike.
 pub fn plural(n: u64, word: &str) -> String {
     if n == 1 {

@@ -11,8 +11,8 @@ use clap::Args;
 use crate::device::{BackendTask, DeviceChoice, DeviceSpec, dispatch};
 use crate::model::{ModelKind, Variant, variant};
 use crate::probe::{
-    ModelProbe, ProbeConfig, Trial, alloc, human_bytes as human, parse_size, run_trial, search,
-    trial_exe, trial_in_process,
+    ModelProbe, ProbeConfig, Trial, alloc, parse_size, run_trial, search, trial_exe,
+    trial_in_process,
 };
 use crate::profile::RunProfile;
 use crate::rundir::events::{self, EventBody};
@@ -161,7 +161,7 @@ fn print_results(results: &[ModelProbe]) {
             r.at_max
                 .as_ref()
                 .and_then(|t| t.peak_bytes)
-                .map_or("-".into(), human),
+                .map_or("-".into(), crate::output::bytes),
             r.at_32
                 .as_ref()
                 .map_or("-".into(), |t| format!("{:.1}", t.images_per_s)),
@@ -315,7 +315,10 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         cfg.resolution,
         cfg.classes,
         device,
-        memory_limit.map_or(String::new(), |l| format!(", heap limit {}", human(l))),
+        memory_limit.map_or(String::new(), |l| format!(
+            ", heap limit {}",
+            crate::output::bytes(l)
+        )),
         crate::output::plural(cfg.steps as u64, "timed training step")
     );
     let start = std::time::Instant::now();
@@ -331,8 +334,10 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
                     model.name(),
                     b,
                     r.images_per_s,
-                    r.peak_bytes
-                        .map_or(String::new(), |p| format!(", peak {}", human(p)))
+                    r.peak_bytes.map_or(String::new(), |p| format!(
+                        ", peak {}",
+                        crate::output::bytes(p)
+                    ))
                 ),
                 Trial::DoesNotFit(why) => {
                     crate::outln!("  {:<7} batch {:>5}: does not fit ({why})", model.name(), b)

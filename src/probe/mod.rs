@@ -260,16 +260,6 @@ pub fn search(
     })
 }
 
-/// A memory size for people: GiB from 1 GiB up, MiB below (probe results, memory budgets).
-pub fn human_bytes(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1024.0 * 1024.0 * 1024.0 {
-        format!("{:.2} GiB", b / (1024.0 * 1024.0 * 1024.0))
-    } else {
-        format!("{:.1} MiB", b / (1024.0 * 1024.0))
-    }
-}
-
 /// "11GiB", "512MiB", "2G", "1.5GB", "1048576" → bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();

@@ -50,9 +50,9 @@ fn probe_model(run: &RunData) -> Option<&'static str> {
 
 /// Where a probe ran: its resolution and device, with the heap budget of a CPU probe.
 fn probe_conditions(p: &ProbeResult) -> String {
-    let budget = p.memory_limit_bytes.map_or(String::new(), |b| {
-        format!(", {}", crate::probe::human_bytes(b))
-    });
+    let budget = p
+        .memory_limit_bytes
+        .map_or(String::new(), |b| format!(", {}", crate::output::bytes(b)));
     format!("{} px, {}{budget}", p.resolution, p.device)
 }
 
@@ -268,8 +268,7 @@ fn probes_section(out: &mut String, runs: &[RunData]) {
                 p.variant.clone(),
                 probe_conditions(p),
                 p.max_batch_text(),
-                p.peak_bytes
-                    .map_or(MISSING.into(), crate::probe::human_bytes),
+                p.peak_bytes.map_or(MISSING.into(), crate::output::bytes),
                 p.images_per_s_at_32
                     .map_or(MISSING.into(), |v| format!("{v:.1}")),
                 p.images_per_s_at_max
