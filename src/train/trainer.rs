@@ -16,7 +16,7 @@ use super::clocks::{
 };
 use super::collective::{self as dp, LocalStep, StartInfo};
 use super::hooks::{TrainModel, scales_event};
-use super::replicas::{Replica, forward_backward, param_ids};
+use super::replicas::{Replica, StepOutput, forward_backward, param_ids};
 use crate::data::{Loader, LoaderConfig, OpenedDataset};
 use crate::model::loss::correct_top_k;
 use crate::model::params::named_tensors;
@@ -407,8 +407,7 @@ fn train_epoch<B: AutodiffBackend, M: TrainModel<B>>(
     opt: &mut RepOptimizer<B::InnerBackend>,
 ) -> anyhow::Result<ControlFlow<RunOutcome, M>> {
     let recipe = &ctx.profile.recipe;
-    let (label_smoothing, log_every, epochs) =
-        (recipe.label_smoothing, ctx.profile.log_every, recipe.epochs);
+    let (label_smoothing, log_every) = (recipe.label_smoothing, ctx.profile.log_every);
     let ipe = plan.iters_per_epoch;
     let epoch = state.epoch;
     let mut iters: Vec<_> = plan
@@ -440,7 +439,6 @@ fn train_epoch<B: AutodiffBackend, M: TrainModel<B>>(
             let batch = it.next().context("the data loader ended early")??;
             shards.push(batch);
         }
-        let images: usize = shards.iter().map(|b| b.len()).sum();
 
         // Forward and backward per device; gradients averaged on the main device.
         let out = forward_backward(
@@ -452,42 +450,20 @@ fn train_epoch<B: AutodiffBackend, M: TrainModel<B>>(
             label_smoothing,
             ctx.data.classes,
         );
-        let (grads, loss_sum, correct, images) = match &ctx.dist {
-            None => (out.grads, out.loss_sum, out.correct, images),
-            Some(d) => {
-                let local = LocalStep {
-                    loss_sum: out.loss_sum,
-                    correct: out.correct,
-                    images,
-                    compute_s: step_start.elapsed().as_secs_f64(),
-                    stop: ctx.stop.load(Ordering::SeqCst),
-                };
-                let (m, job) = match dp::sync_step::<B, M>(d, model, out.grads, local) {
-                    Ok(synced) => synced,
-                    Err(e) => {
-                        let message = format!(
-                            "{e}. The job ends on every node; stopped at epoch {} iteration {} without checkpointing. Last checkpoint: {}. \
-                             Restart every node with --resume --run-id {}.",
-                            epoch + 1,
-                            state.iter,
-                            last_checkpoint(ctx),
-                            ctx.run_id
-                        );
-                        return Ok(ControlFlow::Break(fail(ctx, message)));
-                    }
-                };
-                model = m;
-                if job.stop != 0 {
-                    ctx.stop.store(job.stop, Ordering::SeqCst);
-                    agreed_stop = true;
-                }
-                clocks.window.add_ranks(
-                    job.per_rank.iter().map(|r| (r.images as u64, r.compute_s)),
-                    job.all_reduce_s,
-                );
-                (job.grads, job.loss_sum, job.correct, job.images)
-            }
+        let compute_s = step_start.elapsed().as_secs_f64();
+        let joined = join_nodes::<B, M>(ctx, state, clocks, model, out, compute_s);
+        let (m, out, job_stops) = match joined {
+            ControlFlow::Continue(step) => step,
+            ControlFlow::Break(outcome) => return Ok(ControlFlow::Break(outcome)),
         };
+        model = m;
+        agreed_stop |= job_stops;
+        let StepOutput {
+            grads,
+            loss_sum,
+            correct,
+            images,
+        } = out;
         let loss = loss_sum / images as f64;
         if !loss.is_finite() {
             let message = format!(
@@ -510,35 +486,7 @@ fn train_epoch<B: AutodiffBackend, M: TrainModel<B>>(
         clocks.window.add(loss_sum, correct, images as u64);
 
         if state.iter.is_multiple_of(log_every) || state.iter == ipe {
-            let remaining = plan.total_iters(epochs) as f64 - state.global_iter as f64;
-            let eta = clocks.process.eta_s(remaining);
-            let window = &clocks.window;
-            ctx.emit(EventBody::Step(events::Step {
-                epoch,
-                iter: state.iter - 1,
-                global_iter: state.global_iter - 1,
-                loss: window.mean_loss(),
-                lr,
-                images_per_s: window.images_per_s(),
-                top1: Some(window.top1()),
-                eta_s: Some(eta),
-                rank_images_per_s: window.rank_images_per_s(),
-                all_reduce_ms: window.all_reduce_ms(),
-            }));
-            if clocks.progress_line.tick() {
-                ctx.say(&format!(
-                    "epoch {}/{} iter {}/{} loss {:.4} lr {:.5} {:.1} img/s eta {}",
-                    epoch + 1,
-                    epochs,
-                    state.iter,
-                    ipe,
-                    window.mean_loss(),
-                    lr,
-                    window.images_per_s(),
-                    crate::output::duration(eta)
-                ));
-            }
-            clocks.window.restart();
+            record_step(ctx, plan, state, clocks, lr);
         }
         if clocks.gpu.status().is_available()
             && clocks.gpu_sample.tick()
@@ -553,6 +501,101 @@ fn train_epoch<B: AutodiffBackend, M: TrainModel<B>>(
         }
     }
     Ok(ControlFlow::Continue(model))
+}
+
+/// Multi-node: this node's step joined with the other nodes' — gradients, loss and accuracy
+/// over every device of the job, and whether any node caught a stop signal (then set here too,
+/// and true: every node knows it and acts on it after this same iteration). Single node: the
+/// step as it is. A node that fails or leaves ends the run (no checkpoint: the nodes no longer
+/// hold the same step).
+fn join_nodes<B: AutodiffBackend, M: TrainModel<B>>(
+    ctx: &mut RunCtx,
+    state: &TrainState,
+    clocks: &mut LoopClocks,
+    model: M,
+    out: StepOutput,
+    compute_s: f64,
+) -> ControlFlow<RunOutcome, (M, StepOutput, bool)> {
+    let Some(d) = &ctx.dist else {
+        return ControlFlow::Continue((model, out, false));
+    };
+    let local = LocalStep {
+        loss_sum: out.loss_sum,
+        correct: out.correct,
+        images: out.images,
+        compute_s,
+        stop: ctx.stop.load(Ordering::SeqCst),
+    };
+    let (model, job) = match dp::sync_step::<B, M>(d, model, out.grads, local) {
+        Ok(synced) => synced,
+        Err(e) => {
+            let message = format!(
+                "{e}. The job ends on every node; stopped at epoch {} iteration {} without checkpointing. Last checkpoint: {}. \
+                 Restart every node with --resume --run-id {}.",
+                state.epoch + 1,
+                state.iter,
+                last_checkpoint(ctx),
+                ctx.run_id
+            );
+            return ControlFlow::Break(fail(ctx, message));
+        }
+    };
+    let job_stops = job.stop != 0;
+    if job_stops {
+        ctx.stop.store(job.stop, Ordering::SeqCst);
+    }
+    clocks.window.add_ranks(
+        job.per_rank.iter().map(|r| (r.images as u64, r.compute_s)),
+        job.all_reduce_s,
+    );
+    let step = StepOutput {
+        grads: job.grads,
+        loss_sum: job.loss_sum,
+        correct: job.correct,
+        images: job.images,
+    };
+    ControlFlow::Continue((model, step, job_stops))
+}
+
+/// A `step` event with the window's means since the last one, and now and then the progress
+/// line; the window starts again.
+fn record_step(
+    ctx: &mut RunCtx,
+    plan: &RunPlan,
+    state: &TrainState,
+    clocks: &mut LoopClocks,
+    lr: f64,
+) {
+    let epochs = ctx.profile.recipe.epochs;
+    let remaining = plan.total_iters(epochs) as f64 - state.global_iter as f64;
+    let eta = clocks.process.eta_s(remaining);
+    let window = &clocks.window;
+    ctx.emit(EventBody::Step(events::Step {
+        epoch: state.epoch,
+        iter: state.iter - 1,
+        global_iter: state.global_iter - 1,
+        loss: window.mean_loss(),
+        lr,
+        images_per_s: window.images_per_s(),
+        top1: Some(window.top1()),
+        eta_s: Some(eta),
+        rank_images_per_s: window.rank_images_per_s(),
+        all_reduce_ms: window.all_reduce_ms(),
+    }));
+    if clocks.progress_line.tick() {
+        ctx.say(&format!(
+            "epoch {}/{} iter {}/{} loss {:.4} lr {:.5} {:.1} img/s eta {}",
+            state.epoch + 1,
+            epochs,
+            state.iter,
+            plan.iters_per_epoch,
+            window.mean_loss(),
+            lr,
+            window.images_per_s(),
+            crate::output::duration(eta)
+        ));
+    }
+    clocks.window.restart();
 }
 
 /// The end of an epoch: evaluate, record, checkpoint. A stop request during the pass stops
