@@ -118,7 +118,11 @@ fn sighup_with_a_dead_terminal_checkpoints_and_stops_then_resume_finishes() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     let s = stopped(&dir).expect("a stopped event");
     assert_eq!(s.reason, "SIGHUP");
-    let ckpt = s.checkpoint.expect("a checkpoint on the way out");
+    // Everything the run said, so that a failure here explains itself.
+    let ckpt = s.checkpoint.unwrap_or_else(|| {
+        let log = std::fs::read_to_string(dir.join("events.jsonl")).unwrap_or_default();
+        panic!("no checkpoint on the way out; stderr:\n{stderr}\nevents:\n{log}")
+    });
     repopt_tui::train::checkpoint::read(&dir.join(&ckpt)).expect("a valid checkpoint");
     let out = run(&[
         "--profile",
