@@ -455,22 +455,15 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
             return run_follower(opts, l.clone(), stop);
         }
     }
-    let RunStart {
-        dir,
-        run_id,
-        profile,
-        resume,
-    } = if opts.resume {
-        resumed_run(&opts)?
-    } else {
-        new_run(&opts, true)?
-    };
-    // The file whose `devices` decide where the run computes (what to edit to change them).
-    let devices_file = if opts.resume {
-        dir.join(PROFILE_FILE)
-    } else {
-        opts.profile.clone()
-    };
+    let (
+        RunStart {
+            dir,
+            run_id,
+            profile,
+            resume,
+        },
+        devices_file,
+    ) = run_start(&opts, true)?;
     let choice = DeviceChoice::Profile(&devices_file);
 
     // A directory that exists already (resumed, or created by the dashboard for the run's
@@ -552,6 +545,23 @@ pub fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     }
 }
 
+/// The run to start (`owner`: as in [`new_run`]) or continue, and the file whose
+/// `devices` decide where it computes (what to edit to change them): the run's own copy of the
+/// profile when resumed, else the profile given.
+fn run_start(opts: &RunOptions, owner: bool) -> anyhow::Result<(RunStart, PathBuf)> {
+    let start = if opts.resume {
+        resumed_run(opts)?
+    } else {
+        new_run(opts, owner)?
+    };
+    let devices_file = if opts.resume {
+        start.dir.join(PROFILE_FILE)
+    } else {
+        opts.profile.clone()
+    };
+    Ok((start, devices_file))
+}
+
 /// A node other than 0 of a multi-node job: the same profile, data, scales and (on `--resume`)
 /// checkpoint as node 0, read but never written (node 0 owns the run directory and its lock).
 fn run_follower(
@@ -559,21 +569,15 @@ fn run_follower(
     layout: crate::dist::Layout,
     stop: Arc<AtomicUsize>,
 ) -> anyhow::Result<RunOutcome> {
-    let RunStart {
-        dir,
-        run_id,
-        profile,
-        resume,
-    } = if opts.resume {
-        resumed_run(&opts)?
-    } else {
-        new_run(&opts, false)?
-    };
-    let devices_file = if opts.resume {
-        dir.join(PROFILE_FILE)
-    } else {
-        opts.profile.clone()
-    };
+    let (
+        RunStart {
+            dir,
+            run_id,
+            profile,
+            resume,
+        },
+        devices_file,
+    ) = run_start(&opts, false)?;
     let choice = DeviceChoice::Profile(&devices_file);
     let (data, scales) = check_before_start(&opts, &profile, &dir, choice, resume.as_ref())?;
     let (scales, scales_sha256) = match scales {
