@@ -11,6 +11,16 @@ use crate::rundir::events::ProbeResult;
 /// What a missing number shows.
 pub const MISSING: &str = "–";
 
+/// A `## title` section holding one table, or nothing when there are no rows.
+fn table_section(out: &mut String, title: &str, header: &[&str], rows: &[Vec<String>]) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## {title}\n");
+    out.push_str(&md_table(header, rows));
+    out.push('\n');
+}
+
 /// A GitHub-flavoured Markdown table; `|` inside a cell is escaped, line breaks become spaces.
 pub fn md_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let cell = |s: &str| s.replace('|', "\\|").replace(['\n', '\r'], " ");
@@ -205,11 +215,9 @@ fn switches_section(out: &mut String, training: &[&RunData]) {
             }
         })
         .collect();
-    if rows.is_empty() {
-        return;
-    }
-    let _ = writeln!(out, "## RepOptimizer switches (Target and ablation runs)\n");
-    out.push_str(&md_table(
+    table_section(
+        out,
+        "RepOptimizer switches (Target and ablation runs)",
         &[
             "run",
             "scales",
@@ -219,8 +227,7 @@ fn switches_section(out: &mut String, training: &[&RunData]) {
             "reinit_identity",
         ],
         &rows,
-    ));
-    out.push('\n');
+    );
 }
 
 fn quantize_section(out: &mut String, training: &[&RunData]) {
@@ -239,11 +246,9 @@ fn quantize_section(out: &mut String, training: &[&RunData]) {
             ]);
         }
     }
-    if rows.is_empty() {
-        return;
-    }
-    let _ = writeln!(out, "## Quantization (INT8, simulated; the paper's §4.4)\n");
-    out.push_str(&md_table(
+    table_section(
+        out,
+        "Quantization (INT8, simulated; the paper's §4.4)",
         &[
             "run",
             "FP32 top-1",
@@ -254,8 +259,7 @@ fn quantize_section(out: &mut String, training: &[&RunData]) {
             "drop (points)",
         ],
         &rows,
-    ));
-    out.push('\n');
+    );
 }
 
 fn probes_section(out: &mut String, runs: &[RunData]) {
@@ -276,11 +280,9 @@ fn probes_section(out: &mut String, runs: &[RunData]) {
             ]);
         }
     }
-    if rows.is_empty() {
-        return;
-    }
-    let _ = writeln!(out, "## Max batch size probes (the paper's Table 2)\n");
-    out.push_str(&md_table(
+    table_section(
+        out,
+        "Max batch size probes (the paper's Table 2)",
         &[
             "directory",
             "model",
@@ -292,8 +294,7 @@ fn probes_section(out: &mut String, runs: &[RunData]) {
             "img/s @MaxBS",
         ],
         &rows,
-    ));
-    out.push('\n');
+    );
 }
 
 fn charts_section(out: &mut String, charts: &[Chart]) {
