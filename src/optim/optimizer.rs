@@ -10,7 +10,6 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::host::Mask;
 use super::kernels::FactoredMask;
 use crate::model::Variant;
 use crate::model::params::PathStack;
@@ -402,7 +401,7 @@ impl<B: Backend> RepOptimizer<B> {
     ) -> Tensor<B, D> {
         let device = param.device();
         let n = param.shape().num_elements();
-        let mask = self.masks.factors(name).map(Mask::Factored);
+        let mask = self.masks.factors(name);
         let state = self.state.entry(name.to_string()).or_default();
         let host = |t: Option<Tensor<B, 1>>| -> (TensorData, bool) {
             match t {

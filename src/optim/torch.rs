@@ -11,7 +11,6 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorPrimitive};
 use tch::{Device, Kind};
 
-use super::host::Mask;
 use super::optimizer::GradMults;
 
 /// Where a parameter's Grad Mult mask comes from: its factors for the fused loops, the dense
@@ -166,7 +165,7 @@ pub fn sgd<B: Backend, const D: usize>(
             super::host::sgd(
                 pv.expect("param"),
                 gv.expect("grad"),
-                mask.masks.factors(mask.name).map(Mask::Factored),
+                mask.masks.factors(mask.name),
                 bv,
                 first,
                 a.wd as f32,
@@ -288,7 +287,7 @@ pub fn adamw<B: Backend, const D: usize>(
             super::host::adamw(
                 pv.expect("param"),
                 gv.expect("grad"),
-                mask.masks.factors(mask.name).map(Mask::Factored),
+                mask.masks.factors(mask.name),
                 ev.expect("exp_avg"),
                 sv.expect("exp_avg_sq"),
                 first,
