@@ -3,10 +3,11 @@
 //! allocation) per term. The same arithmetic, in the same order, as the tensor-operation path in
 //! `optimizer.rs`, which GPUs use; tests run both on the same inputs.
 //!
-//! Each element's update is a function of values (`SgdStep::with_momentum`, `AdamWStep::apply`): with
-//! nothing read through a pointer inside the loops, the compiler keeps the settings in
-//! registers, hoists their branches and vectorizes every loop. (The update written as a closure
-//! over the settings left the masked loop scalar: 2.5x the time of the unmasked one.)
+//! Each element's update is a function of values (`SgdStep::with_momentum`,
+//! `AdamWStep::apply`): with nothing read through a pointer inside the loops, the compiler keeps
+//! the settings in registers, hoists their branches and vectorizes every loop. (The update
+//! written as a closure over the settings left the masked loop scalar: 2.5x the time of the
+//! unmasked one.)
 
 use rayon::prelude::*;
 
@@ -18,7 +19,7 @@ const CHUNK: usize = 1 << 15;
 /// The update of a parameter (and its `S − 1` state slices) without a mask (`pass`) or with one
 /// mask value per element (`pass_masked`), each written as a plain zip so that it vectorizes.
 trait ElementUpdate<const S: usize>: Copy + Sync {
-    fn pass(self, g: &[f32], m: Option<f32>, row: [&mut [f32]; S]);
+    fn pass(self, g: &[f32], row: [&mut [f32]; S]);
     fn pass_masked(self, g: &[f32], m: &[f32], row: [&mut [f32]; S]);
 }
 
@@ -30,7 +31,7 @@ trait ElementUpdate<const S: usize>: Copy + Sync {
 /// into a small buffer (the same values, and f32 sums, as the dense mask) that the update reads
 /// beside the state: no mask memory is streamed. (Tried and measured slower: the row's uniform
 /// value in one pass, then the centre taps again from saved inputs; +45% against +21–34% over
-/// plain SGD, `ElementUpdate` for both.)
+/// plain SGD.)
 fn update_rows<const S: usize>(
     state: [&mut [f32]; S],
     g: &[f32],
@@ -54,7 +55,7 @@ fn update_rows<const S: usize>(
         .for_each_init(Vec::new, |row_mask, (c, row)| {
             let g = &g[c * len..c * len + row[0].len()];
             match mask {
-                None => update.pass(g, None, row),
+                None => update.pass(g, row),
                 Some(f) => {
                     // The row of the mask, built from its factors in a buffer that stays in L1.
                     f.fill_row(c, row_mask);
@@ -115,9 +116,9 @@ impl SgdStep {
 struct Momentum(SgdStep);
 
 impl ElementUpdate<2> for Momentum {
-    fn pass(self, g: &[f32], m: Option<f32>, [p, b]: [&mut [f32]; 2]) {
+    fn pass(self, g: &[f32], [p, b]: [&mut [f32]; 2]) {
         for ((p, b), &g) in p.iter_mut().zip(b.iter_mut()).zip(g) {
-            [*p, *b] = self.0.with_momentum(*p, g, m, *b);
+            [*p, *b] = self.0.with_momentum(*p, g, None, *b);
         }
     }
 
@@ -133,9 +134,9 @@ impl ElementUpdate<2> for Momentum {
 struct NoMomentum(SgdStep);
 
 impl ElementUpdate<1> for NoMomentum {
-    fn pass(self, g: &[f32], m: Option<f32>, [p]: [&mut [f32]; 1]) {
+    fn pass(self, g: &[f32], [p]: [&mut [f32]; 1]) {
         for (p, &g) in p.iter_mut().zip(g) {
-            *p = self.0.without_momentum(*p, g, m);
+            *p = self.0.without_momentum(*p, g, None);
         }
     }
 
@@ -210,9 +211,9 @@ impl AdamWStep {
 }
 
 impl ElementUpdate<3> for AdamWStep {
-    fn pass(self, g: &[f32], k: Option<f32>, [p, m, v]: [&mut [f32]; 3]) {
+    fn pass(self, g: &[f32], [p, m, v]: [&mut [f32]; 3]) {
         for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-            [*p, *m, *v] = self.apply(g, k, [*p, *m, *v]);
+            [*p, *m, *v] = self.apply(g, None, [*p, *m, *v]);
         }
     }
 

@@ -26,10 +26,9 @@ pub fn grad_mult(cin: usize, s: &[f32], t: &[f32], identity: bool, power: i32) -
 }
 
 /// A Grad Mult mask kept as its factors: per output channel s[o]^power and t[o]^power, the input
-/// channels and whether the block has an identity branch. The fused update loops take each
-/// output channel's uniform value and its centre taps from them, so the mask costs no memory
-/// traffic (a dense mask is one more stream of the kernel's size: about +20% on a memory-bound
-/// update).
+/// channels and whether the block has an identity branch. The fused update loops build each
+/// output channel's row of the mask on the fly from them, so the mask costs no memory traffic
+/// (a dense mask is one more stream of the kernel's size: about +20% on a memory-bound update).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FactoredMask {
     pub cin: usize,
@@ -53,32 +52,17 @@ impl FactoredMask {
         self.cin * 9
     }
 
-    /// The value of every non-centre tap of output channel `o`'s row: s[o]^power.
-    pub fn uniform(&self, o: usize) -> f32 {
-        self.s_pow[o]
-    }
-
-    /// The value of the centre taps of output channel `o`'s row: s^power + t^power.
-    pub fn centre(&self, o: usize) -> f32 {
-        self.s_pow[o] + self.t_pow[o]
-    }
-
-    /// An identity block's diagonal centre tap (input channel `o` of output channel `o`):
-    /// the centre value plus 1 (the same f32 sums as [`grad_mult`]).
-    pub fn diagonal(&self, o: usize) -> Option<f32> {
-        (self.identity && o < self.cin).then(|| self.centre(o) + 1.0)
-    }
-
     /// Writes the mask row of output channel `o`, the same values (and the same f32 sums) as
     /// [`grad_mult`].
     pub fn fill_row(&self, o: usize, row: &mut Vec<f32>) {
         row.clear();
-        row.resize(self.row_len(), self.uniform(o));
+        row.resize(self.row_len(), self.s_pow[o]);
+        let centre = self.s_pow[o] + self.t_pow[o];
         for i in 0..self.cin {
-            row[i * 9 + 4] = self.centre(o);
+            row[i * 9 + 4] = centre;
         }
-        if let Some(d) = self.diagonal(o) {
-            row[o * 9 + 4] = d;
+        if self.identity && o < self.cin {
+            row[o * 9 + 4] = centre + 1.0;
         }
     }
 }
