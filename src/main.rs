@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    repopt_tui::device::keep_freed_memory();
     match repopt_tui::cli::run() {
         Ok(code) => code,
         Err(e) => {

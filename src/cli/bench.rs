@@ -64,6 +64,11 @@ pub struct ModelArgs {
     /// Timed training steps per model.
     #[arg(long, default_value_t = 5)]
     steps: usize,
+    /// Rounds: each round measures every model, the PyTorch peer just before ours, so that
+    /// each ratio compares two runs a few seconds apart; with more than one round the median
+    /// ratio per model is printed too.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Untimed steps before the timed ones (allocations, kernel selection).
     #[arg(long, default_value_t = 2)]
     warmup: usize,
@@ -257,12 +262,41 @@ fn collective_node(
     Ok(ExitCode::SUCCESS)
 }
 
-struct ModelTask(ModelBenchConfig);
+/// One model measured in one round: ours, and the PyTorch peer's images/s when it ran.
+struct Measured {
+    round: usize,
+    ours: ModelBenchResult,
+    peer: Option<f64>,
+}
 
-impl BackendTask for ModelTask {
-    type Output = Vec<ModelBenchResult>;
+/// The rounds of `bench model`: per round and model, the peer (when asked for) and then ours.
+struct ModelTask<'a> {
+    cfg: ModelBenchConfig,
+    rounds: usize,
+    peer: Option<&'a dyn Fn(ModelKind) -> anyhow::Result<Option<f64>>>,
+}
+
+impl BackendTask for ModelTask<'_> {
+    type Output = anyhow::Result<Vec<Measured>>;
     fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
-        bench_models::<B>(&self.0, &devices[0])
+        let mut measured = Vec::new();
+        for round in 1..=self.rounds {
+            for &kind in &self.cfg.models {
+                let peer = match self.peer {
+                    Some(run_peer) => run_peer(kind)?,
+                    None => None,
+                };
+                let one = ModelBenchConfig {
+                    models: vec![kind],
+                    ..self.cfg.clone()
+                };
+                for ours in bench_models::<B>(&one, &devices[0]) {
+                    print_row(self.rounds, round, &ours, peer);
+                    measured.push(Measured { round, ours, peer });
+                }
+            }
+        }
+        Ok(measured)
     }
 }
 
@@ -340,11 +374,22 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
         crate::output::plural(args.steps as u64, "step"),
         args.warmup
     );
-    let torch = match &args.torch {
-        Some(python) => Some(run_torch_peer(python, &args, &models, threads)?),
-        None => None,
+    if args.rounds == 0 {
+        anyhow::bail!("--rounds must be at least 1");
+    }
+    let run_peer = |kind: ModelKind| -> anyhow::Result<Option<f64>> {
+        let Some(python) = &args.torch else {
+            return Ok(None);
+        };
+        if kind == ModelKind::Deploy {
+            return Ok(None);
+        }
+        let figures = run_torch_peer(python, &args, &[kind], threads)?;
+        Ok(figures
+            .into_iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, ips)| ips))
     };
-    let results = dispatch(&[args.device], DeviceChoice::Flag, ModelTask(cfg))?;
     crate::outln!(
         "{:<8} {:>10} {:>10} {:>12} {:>12} {:>12}",
         "model",
@@ -354,29 +399,96 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
         "PyTorch i/s",
         "ours/PyTorch"
     );
-    for r in &results {
-        let peer = torch
-            .as_ref()
-            .and_then(|t| t.iter().find(|(k, _)| *k == r.kind).map(|(_, ips)| *ips));
-        crate::outln!(
-            "{:<8} {:>10.4} {:>10.1} {:>12.4} {:>12} {:>12}",
-            r.kind.name(),
-            r.step_s,
-            r.images_per_s,
-            r.optimizer_s,
-            peer.map_or("-".into(), |p| format!("{p:.1}")),
-            peer.map_or("-".into(), |p| format!("{:.2}", r.images_per_s / p)),
-        );
-        if let Some(plain) = r.plain_sgd_s {
-            crate::outln!(
-                "         RepOptimizer step {:.4} s vs plain SGD step {:.4} s ({:+.1}%)",
-                r.optimizer_s,
-                plain,
-                100.0 * (r.optimizer_s / plain - 1.0)
-            );
-        }
+    let task = ModelTask {
+        cfg,
+        rounds: args.rounds,
+        peer: args.torch.is_some().then_some(&run_peer as _),
+    };
+    let measured = dispatch(&[args.device], DeviceChoice::Flag, task)??;
+    if args.rounds > 1 {
+        print_medians(&models, &measured);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line of the table (and the RepOptimizer's update against plain SGD's under it).
+fn print_row(rounds: usize, round: usize, r: &ModelBenchResult, peer: Option<f64>) {
+    let name = if rounds > 1 {
+        format!("{} #{round}", r.kind.name())
+    } else {
+        r.kind.name().to_string()
+    };
+    crate::outln!(
+        "{:<8} {:>10.4} {:>10.1} {:>12.4} {:>12} {:>12}",
+        name,
+        r.step_s,
+        r.images_per_s,
+        r.optimizer_s,
+        peer.map_or("-".into(), |p| format!("{p:.1}")),
+        peer.map_or("-".into(), |p| format!("{:.2}", r.images_per_s / p)),
+    );
+    if let Some(plain) = r.plain_sgd_s {
+        crate::outln!(
+            "         RepOptimizer step {:.4} s vs plain SGD step {:.4} s ({:+.1}%)",
+            r.optimizer_s,
+            plain,
+            100.0 * (r.optimizer_s / plain - 1.0)
+        );
+    }
+}
+
+/// Per model over the rounds: the median images/s, ratio to the peer and optimizer overhead.
+fn print_medians(models: &[ModelKind], measured: &[Measured]) {
+    let rounds = measured.iter().map(|m| m.round).max().unwrap_or(0);
+    crate::outln!("median of {rounds} rounds:");
+    for &kind in models {
+        let of = |f: &dyn Fn(&Measured) -> Option<f64>| {
+            median(
+                measured
+                    .iter()
+                    .filter(|m| m.ours.kind == kind)
+                    .filter_map(f),
+            )
+        };
+        let ours = of(&|m| Some(m.ours.images_per_s));
+        let ratio = of(&|m| m.peer.map(|p| m.ours.images_per_s / p));
+        let overhead = of(&|m| m.ours.plain_sgd_s.map(|p| m.ours.optimizer_s / p - 1.0));
+        let mut line = format!("  {:<7} {:>8.1} images/s", kind.name(), ours.unwrap_or(0.0));
+        if let Some(r) = ratio {
+            line += &format!(", ours/PyTorch {r:.2}");
+        }
+        if let Some(o) = overhead {
+            line += &format!(", RepOptimizer step vs plain SGD {:+.1}%", 100.0 * o);
+        }
+        crate::outln!("{line}");
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count); None when empty.
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0].into_iter()), Some(2.5));
+        assert_eq!(median(std::iter::empty()), None);
+    }
 }
 
 /// Runs the PyTorch peer with the same settings; returns images/s per model kind.

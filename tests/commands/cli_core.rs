@@ -165,3 +165,79 @@ fn a_cuda_device_in_a_cpu_build_says_how_to_get_one() {
         "{stderr}"
     );
 }
+
+/// `bench model --torch --rounds`: the peer runs once per model and round, just before ours, and
+/// the summary gives each model's median ratio over the rounds it printed.
+#[test]
+fn bench_model_alternates_the_peer_with_ours_and_reports_median_ratios() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("peer.log");
+    let peer = tmp.path().join("peer.py");
+    // A stand-in peer: logs its --kinds and reports a different images/s each call.
+    std::fs::write(
+        &peer,
+        format!(
+            r#"import json, sys
+kinds = sys.argv[sys.argv.index("--kinds") + 1]
+with open({log:?}, "a") as f:
+    f.write(kinds + "\n")
+calls = sum(1 for _ in open({log:?}))
+for k in kinds.split(","):
+    print(json.dumps({{"kind": k, "img_per_s": [50.0, 5.0, 20.0][calls % 3]}}))
+"#,
+            log = log.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = repopt(&[
+        "bench",
+        "model",
+        "--variant",
+        "T0",
+        "--res",
+        "16",
+        "--batch",
+        "4",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+        "--models",
+        "target,repvgg",
+        "--rounds",
+        "3",
+        "--torch",
+        "python3",
+        "--torch-script",
+        peer.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        ["target", "repvgg", "target", "repvgg", "target", "repvgg"],
+        "one peer run per model and round"
+    );
+    for kind in ["target", "repvgg"] {
+        let mut ratios: Vec<f64> = (1..=3)
+            .map(|round| {
+                let row = stdout
+                    .lines()
+                    .find(|l| l.starts_with(&format!("{kind} #{round} ")))
+                    .unwrap_or_else(|| panic!("no row {kind} #{round}: {stdout}"));
+                row.split_whitespace().last().unwrap().parse().unwrap()
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let summary = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(kind) && l.contains("ours/PyTorch "))
+            .unwrap_or_else(|| panic!("no median line for {kind}: {stdout}"));
+        assert!(
+            summary.contains(&format!("ours/PyTorch {:.2}", ratios[1])),
+            "median of {ratios:?} in {summary}"
+        );
+    }
+}
