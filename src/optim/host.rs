@@ -254,3 +254,105 @@ pub fn adamw(
     };
     update_rows([p, exp_avg, exp_avg_sq], g, mask, a);
 }
+
+/// The values of a strided view of `src` (non-negative `strides` in elements, from `offset`) in
+/// row-major order. Flex hands a convolution's weight gradient over as a permuted view
+/// ([cin, cout, kh, kw] in memory); its own copy walks such a view element by element (A0: 58 ms
+/// of a 70 ms update), this one copies the contiguous innermost runs, one output row per task.
+/// None when a stride is negative.
+pub fn strided_to_contiguous(
+    src: &[f32],
+    shape: &[usize],
+    strides: &[isize],
+    offset: usize,
+) -> Option<Vec<f32>> {
+    assert_eq!(shape.len(), strides.len(), "one stride per dimension");
+    let strides: Vec<usize> = strides
+        .iter()
+        .map(|&s| usize::try_from(s).ok())
+        .collect::<Option<_>>()?;
+    let n: usize = shape.iter().product();
+    let mut dst = vec![0f32; n];
+    if n == 0 {
+        return Some(dst);
+    }
+    // The innermost dimensions that are contiguous in `src` form runs copied whole.
+    let (mut run, mut expected, mut outer) = (1, 1, shape.len());
+    while outer > 0 && strides[outer - 1] == expected {
+        run *= shape[outer - 1];
+        expected *= shape[outer - 1];
+        outer -= 1;
+    }
+    let (rows, row_len) = match outer {
+        0 => (1, n),
+        _ => (shape[0], n / shape[0]),
+    };
+    dst.par_chunks_mut(row_len)
+        .with_min_len((CHUNK / row_len).max(1))
+        .enumerate()
+        .for_each(|(r, out)| {
+            debug_assert!(r < rows);
+            // The odometer over the dimensions between the row and the runs.
+            let middle = if outer == 0 { 0..0 } else { 1..outer };
+            let mut index = vec![0usize; shape.len()];
+            let mut start = offset + if outer == 0 { 0 } else { r * strides[0] };
+            for block in out.chunks_mut(run) {
+                block.copy_from_slice(&src[start..start + run]);
+                for d in middle.clone().rev() {
+                    index[d] += 1;
+                    start += strides[d];
+                    if index[d] < shape[d] {
+                        break;
+                    }
+                    start -= strides[d] * shape[d];
+                    index[d] = 0;
+                }
+            }
+        });
+    Some(dst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strided_to_contiguous;
+
+    /// Element by element, as the view's definition says.
+    fn naive(src: &[f32], shape: &[usize], strides: &[isize], offset: usize) -> Vec<f32> {
+        let n: usize = shape.iter().product();
+        (0..n)
+            .map(|mut i| {
+                let mut at = offset as isize;
+                for d in (0..shape.len()).rev() {
+                    at += (i % shape[d]) as isize * strides[d];
+                    i /= shape[d];
+                }
+                src[at as usize]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn permuted_and_sliced_views_copy_as_read_element_by_element() {
+        let src: Vec<f32> = (0..5000).map(|i| i as f32).collect();
+        let cases: [(&[usize], &[isize], usize); 6] = [
+            // A weight gradient stored [cin, cout, 3, 3]: cout 5, cin 7.
+            (&[5, 7, 3, 3], &[9, 45, 3, 1], 0),
+            // The same from a 4x4 kernel sliced to 3x3, at an offset.
+            (&[5, 7, 3, 3], &[16, 80, 4, 1], 3),
+            // A 2-D transpose (1x1 kernels, linear layers): runs of one element.
+            (&[6, 11], &[1, 6], 0),
+            (&[4, 6, 1, 1], &[1, 4, 1, 1], 2),
+            // Contiguous, and a broadcast dimension of stride 0.
+            (&[3, 4, 5], &[20, 5, 1], 7),
+            (&[3, 4], &[0, 1], 1),
+        ];
+        for (shape, strides, offset) in cases {
+            assert_eq!(
+                strided_to_contiguous(&src, shape, strides, offset).unwrap(),
+                naive(&src, shape, strides, offset),
+                "shape {shape:?} strides {strides:?}"
+            );
+        }
+        assert!(strided_to_contiguous(&src, &[3], &[-1], 4).is_none());
+    }
+}

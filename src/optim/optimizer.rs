@@ -410,7 +410,7 @@ impl<B: Backend> RepOptimizer<B> {
             }
         };
         let mut p = param.into_data().convert::<f32>();
-        let g = grad.into_data().convert::<f32>();
+        let g = host_values(grad);
         let (pv, gv) = (
             p.as_mut_slice::<f32>().expect("f32"),
             g.as_slice::<f32>().expect("f32"),
@@ -582,6 +582,30 @@ impl<B: Backend> RepOptimizer<B> {
         }
         Ok(())
     }
+}
+
+/// A tensor's values on the host, in row-major order. A strided Flex tensor (a weight gradient
+/// is a permuted view) is copied by runs rather than by Flex's element-by-element walk.
+fn host_values<B: Backend, const D: usize>(t: Tensor<B, D>) -> TensorData {
+    let primitive = t.into_primitive().tensor();
+    let strided = (&primitive as &dyn std::any::Any)
+        .downcast_ref::<burn::backend::flex::FlexTensor>()
+        .filter(|f| !f.is_contiguous() && f.dtype() == burn::tensor::DType::F32)
+        .and_then(|f| {
+            let l = f.layout();
+            let values = super::host::strided_to_contiguous(
+                f.storage::<f32>(),
+                l.shape(),
+                l.strides(),
+                l.start_offset(),
+            )?;
+            Some(TensorData::new(values, l.shape().clone()))
+        });
+    strided.unwrap_or_else(|| {
+        Tensor::<B, D>::from_primitive(burn::tensor::TensorPrimitive::Float(primitive))
+            .into_data()
+            .convert::<f32>()
+    })
 }
 
 struct GradNorm<'a, B: Backend> {
