@@ -52,20 +52,42 @@ impl FactoredMask {
         self.cin * 9
     }
 
-    /// Writes the mask row of output channel `o`, the same values (and the same f32 sums) as
-    /// [`grad_mult`].
-    pub fn fill_row(&self, o: usize, row: &mut Vec<f32>) {
-        row.clear();
-        row.resize(self.row_len(), self.s_pow[o]);
-        let centre = self.s_pow[o] + self.t_pow[o];
-        for i in 0..self.cin {
-            row[i * 9 + 4] = centre;
+    /// Calls `f(start, mask)` over output channel `o`'s row of the mask in consecutive blocks,
+    /// `mask` holding the row's values from `start` on: the same values (and the same f32 sums)
+    /// as [`grad_mult`]. Apart from the one identity tap a row repeats every 9 values, so one
+    /// block of [`PATTERN`] values is built in `buf` and serves the whole row: a row costs a
+    /// small buffer's stores, not its length's (B1: 576 against 4608).
+    pub fn for_each_block(&self, o: usize, buf: &mut Vec<f32>, mut f: impl FnMut(usize, &[f32])) {
+        let len = self.row_len();
+        let block = len.min(PATTERN);
+        let uniform = self.s_pow[o];
+        let centre = uniform + self.t_pow[o];
+        buf.clear();
+        buf.resize(block, uniform);
+        for tap in buf.iter_mut().skip(4).step_by(9) {
+            *tap = centre;
         }
-        if self.identity && o < self.cin {
-            row[o * 9 + 4] = centre + 1.0;
+        let identity = (self.identity && o < self.cin).then_some(o * 9 + 4);
+        let mut start = 0;
+        while start < len {
+            let end = (start + block).min(len);
+            match identity {
+                Some(tap) if (start..end).contains(&tap) => {
+                    buf[tap - start] = centre + 1.0;
+                    f(start, &buf[..end - start]);
+                    buf[tap - start] = centre;
+                }
+                _ => f(start, &buf[..end - start]),
+            }
+            start = end;
         }
     }
 }
+
+/// Values per block of [`FactoredMask::for_each_block`]: a multiple of the 9 taps of a kernel
+/// (so every block starts at a kernel's first tap) and of 16 (whole vectors), small enough to
+/// stay in L1 beside the state it multiplies.
+pub const PATTERN: usize = 576;
 
 /// The single 3x3 kernel equivalent to a CSLA block (the paper's Eq. 4); its home is the
 /// model's fusion rules, next to RepVGG's.
@@ -99,11 +121,38 @@ mod tests {
             let cin = if identity { 3 } else { 2 };
             let dense = grad_mult(cin, &s, &t, identity, power);
             let f = FactoredMask::new(cin, &s, &t, identity, power);
-            let mut row = Vec::new();
+            let mut buf = Vec::new();
             for o in 0..3 {
-                f.fill_row(o, &mut row);
+                let mut row = Vec::new();
+                f.for_each_block(o, &mut buf, |start, m| {
+                    assert_eq!(start, row.len());
+                    row.extend_from_slice(m);
+                });
                 assert_eq!(row[..], dense[o * cin * 9..(o + 1) * cin * 9]);
             }
+        }
+    }
+
+    #[test]
+    fn rows_longer_than_one_block_equal_the_dense_mask_bit_for_bit() {
+        // 150 input channels: rows of 1350 values in blocks of 576, 576 and 198, with identity
+        // taps in the first, second and last block (output channels 3, 70, 140).
+        let cin = 150;
+        let s: Vec<f32> = (0..cin).map(|i| 0.5 + i as f32 * 0.013).collect();
+        let t: Vec<f32> = (0..cin).map(|i| 1.7 - i as f32 * 0.009).collect();
+        let dense = grad_mult(cin, &s, &t, true, 2);
+        let f = FactoredMask::new(cin, &s, &t, true, 2);
+        let mut buf = Vec::new();
+        for o in [0, 3, 63, 64, 70, 140, 149] {
+            let mut row = Vec::new();
+            let mut blocks = 0;
+            f.for_each_block(o, &mut buf, |start, m| {
+                assert_eq!(start, row.len());
+                row.extend_from_slice(m);
+                blocks += 1;
+            });
+            assert_eq!(blocks, 3);
+            assert_eq!(row[..], dense[o * cin * 9..(o + 1) * cin * 9], "row {o}");
         }
     }
 

@@ -142,10 +142,9 @@ impl<B: Backend> GradMults<B> {
         let f = self.factors.get(name)?;
         let device = self.device.as_ref()?;
         let mut values = Vec::with_capacity(f.row_len() * f.s_pow.len());
-        let mut row = Vec::new();
+        let mut buf = Vec::new();
         for o in 0..f.s_pow.len() {
-            f.fill_row(o, &mut row);
-            values.extend_from_slice(&row);
+            f.for_each_block(o, &mut buf, |_, m| values.extend_from_slice(m));
         }
         let n = values.len();
         let t = Tensor::<B, 1>::from_data(TensorData::new(values, [n]), device);
