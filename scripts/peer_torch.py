@@ -6,6 +6,8 @@ timed in PyTorch on the CPU or on a CUDA device, one JSON line per model.
 
 The step: forward, label-smoothed (0.1) cross-entropy, backward, the Grad Mult masks applied to
 the target model's 3x3 kernels (the RepOptimizer), SGD with momentum 0.9 and weight decay 4e-5.
+On the CPU each line also gives the mean seconds of the optimizer part of a step (mask multiply
+and SGD step; not on GPUs, where timing it would need a sync inside the step).
 Models as the official code defines them: the RepOpt-VGG target (conv3x3 -> BN -> ReLU), the
 training-time RepVGG (3x3+BN, 1x1+BN, identity BN) and the Hyper-Search CSLA block (scaled 3x3,
 scaled 1x1, scaled identity, one BN). `repopt-tui bench model --torch PYTHON --torch-script
@@ -136,18 +138,23 @@ def bench(kind, a, device):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
+    opt_s = [0.0]
+
     def step():
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
         loss.backward()
+        before_opt = time.perf_counter()
         for p, m in masks.items():
             p.grad.mul_(m)
         opt.step()
+        opt_s[0] += time.perf_counter() - before_opt
         return loss
 
     for _ in range(a.warm):
         step()
     sync()
+    opt_s[0] = 0.0
     start = time.perf_counter()
     for _ in range(a.steps):
         loss = step()
@@ -163,6 +170,7 @@ def bench(kind, a, device):
         "torch": torch.__version__,
         "step_s": round(dt, 5),
         "img_per_s": round(a.bs / dt, 2),
+        "optimizer_s": round(opt_s[0] / a.steps, 5) if device.type == "cpu" else None,
         "threads": torch.get_num_threads(),
     }
 

@@ -262,18 +262,26 @@ fn collective_node(
     Ok(ExitCode::SUCCESS)
 }
 
-/// One model measured in one round: ours, and the PyTorch peer's images/s when it ran.
+/// What the PyTorch peer measured of one model.
+#[derive(Debug, Clone, Copy)]
+struct PeerFigures {
+    images_per_s: f64,
+    /// Mean seconds of the optimizer part of a step (CPU only).
+    optimizer_s: Option<f64>,
+}
+
+/// One model measured in one round: ours, and the PyTorch peer's figures when it ran.
 struct Measured {
     round: usize,
     ours: ModelBenchResult,
-    peer: Option<f64>,
+    peer: Option<PeerFigures>,
 }
 
 /// The rounds of `bench model`: per round and model, the peer (when asked for) and then ours.
 struct ModelTask<'a> {
     cfg: ModelBenchConfig,
     rounds: usize,
-    peer: Option<&'a dyn Fn(ModelKind) -> anyhow::Result<Option<f64>>>,
+    peer: Option<&'a dyn Fn(ModelKind) -> anyhow::Result<Option<PeerFigures>>>,
 }
 
 impl BackendTask for ModelTask<'_> {
@@ -377,7 +385,7 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
     if args.rounds == 0 {
         anyhow::bail!("--rounds must be at least 1");
     }
-    let run_peer = |kind: ModelKind| -> anyhow::Result<Option<f64>> {
+    let run_peer = |kind: ModelKind| -> anyhow::Result<Option<PeerFigures>> {
         let Some(python) = &args.torch else {
             return Ok(None);
         };
@@ -388,14 +396,15 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
         Ok(figures
             .into_iter()
             .find(|(k, _)| *k == kind)
-            .map(|(_, ips)| ips))
+            .map(|(_, figures)| figures))
     };
     crate::outln!(
-        "{:<8} {:>10} {:>10} {:>12} {:>12} {:>12}",
+        "{:<8} {:>10} {:>10} {:>12} {:>13} {:>12} {:>12}",
         "model",
         "s/step",
         "images/s",
         "optimizer s",
+        "PyTorch opt s",
         "PyTorch i/s",
         "ours/PyTorch"
     );
@@ -412,20 +421,25 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// One line of the table (and the RepOptimizer's update against plain SGD's under it).
-fn print_row(rounds: usize, round: usize, r: &ModelBenchResult, peer: Option<f64>) {
+fn print_row(rounds: usize, round: usize, r: &ModelBenchResult, peer: Option<PeerFigures>) {
     let name = if rounds > 1 {
         format!("{} #{round}", r.kind.name())
     } else {
         r.kind.name().to_string()
     };
     crate::outln!(
-        "{:<8} {:>10.4} {:>10.1} {:>12.4} {:>12} {:>12}",
+        "{:<8} {:>10.4} {:>10.1} {:>12.4} {:>13} {:>12} {:>12}",
         name,
         r.step_s,
         r.images_per_s,
         r.optimizer_s,
-        peer.map_or("-".into(), |p| format!("{p:.1}")),
-        peer.map_or("-".into(), |p| format!("{:.2}", r.images_per_s / p)),
+        peer.and_then(|p| p.optimizer_s)
+            .map_or("-".into(), |s| format!("{s:.4}")),
+        peer.map_or("-".into(), |p| format!("{:.1}", p.images_per_s)),
+        peer.map_or("-".into(), |p| format!(
+            "{:.2}",
+            r.images_per_s / p.images_per_s
+        )),
     );
     if let Some(plain) = r.plain_sgd_s {
         crate::outln!(
@@ -451,7 +465,7 @@ fn print_medians(models: &[ModelKind], measured: &[Measured]) {
             )
         };
         let ours = of(&|m| Some(m.ours.images_per_s));
-        let ratio = of(&|m| m.peer.map(|p| m.ours.images_per_s / p));
+        let ratio = of(&|m| m.peer.map(|p| m.ours.images_per_s / p.images_per_s));
         let overhead = of(&|m| m.ours.plain_sgd_s.map(|p| m.ours.optimizer_s / p - 1.0));
         let mut line = format!("  {:<7} {:>8.1} images/s", kind.name(), ours.unwrap_or(0.0));
         if let Some(r) = ratio {
@@ -479,13 +493,13 @@ fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
     })
 }
 
-/// Runs the PyTorch peer with the same settings; returns images/s per model kind.
+/// Runs the PyTorch peer with the same settings; returns its figures per model kind.
 fn run_torch_peer(
     python: &PathBuf,
     args: &ModelArgs,
     models: &[ModelKind],
     threads: usize,
-) -> anyhow::Result<Vec<(ModelKind, f64)>> {
+) -> anyhow::Result<Vec<(ModelKind, PeerFigures)>> {
     let kinds: Vec<&str> = models
         .iter()
         .filter(|k| **k != ModelKind::Deploy)
@@ -540,7 +554,14 @@ fn run_torch_peer(
             v["kind"].as_str().and_then(ModelKind::parse),
             v["img_per_s"].as_f64(),
         ) {
-            figures.push((kind, ips));
+            let optimizer_s = v["optimizer_s"].as_f64();
+            figures.push((
+                kind,
+                PeerFigures {
+                    images_per_s: ips,
+                    optimizer_s,
+                },
+            ));
         }
     }
     Ok(figures)
