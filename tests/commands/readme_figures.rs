@@ -166,9 +166,10 @@ fn derived_figures_agree_with_the_figures_they_come_from() {
     let flat = text.replace('\n', " ");
     let text = flat.as_str();
     // Bookkeeping: "A s of B s (C%)".
-    let a = between(text, "took: ", " s of ");
-    let b = between(text, " s of ", " s (");
-    let c = between(text, " s (", "%)");
+    let sentence = &text[text.find("took: ").expect("the bookkeeping sentence")..];
+    let a = between(sentence, "took: ", " s of ");
+    let b = between(sentence, " s of ", " s (");
+    let c = between(sentence, " s (", "%)");
     assert!(
         consistent(c, a, b, |x, y| 100.0 * x / y),
         "bookkeeping: {a} s of {b} s is not {c}%"
