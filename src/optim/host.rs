@@ -347,15 +347,11 @@ pub fn strided_to_contiguous(
         expected *= shape[outer - 1];
         outer -= 1;
     }
-    let (rows, row_len) = match outer {
-        0 => (1, n),
-        _ => (shape[0], n / shape[0]),
-    };
+    let row_len = if outer == 0 { n } else { n / shape[0] };
     dst.par_chunks_mut(row_len)
         .with_min_len((CHUNK / row_len).max(1))
         .enumerate()
         .for_each(|(r, out)| {
-            debug_assert!(r < rows);
             // The odometer over the dimensions between the row and the runs.
             let middle = if outer == 0 { 0..0 } else { 1..outer };
             let mut index = vec![0usize; shape.len()];
