@@ -67,6 +67,22 @@ pub fn plural(n: u64, word: &str) -> String {
     }
 }
 
+/// The median of some figures (the mean of the middle two for an even count); None when there
+/// are none. A run's typical images/s in reports, a benchmark's ratio over rounds.
+pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    })
+}
+
 /// Whether a write to stdout has failed (its reader is gone).
 pub fn stdout_gone() -> bool {
     STDOUT_GONE.load(Ordering::Relaxed)
@@ -94,6 +110,13 @@ macro_rules! errln {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median([]), None);
+    }
 
     struct Broken(usize);
     impl Write for Broken {

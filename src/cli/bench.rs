@@ -353,8 +353,9 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
     {
         anyhow::bail!("--threads must be between 1 and 1024");
     }
-    if args.batch == 0 || args.res == 0 || args.steps == 0 || args.classes == 0 {
-        anyhow::bail!("--batch, --res, --steps and --classes must be at least 1");
+    if args.batch == 0 || args.res == 0 || args.steps == 0 || args.classes == 0 || args.rounds == 0
+    {
+        anyhow::bail!("--batch, --res, --steps, --classes and --rounds must be at least 1");
     }
     let threads = args
         .threads
@@ -382,9 +383,6 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
         crate::output::plural(args.steps as u64, "step"),
         args.warmup
     );
-    if args.rounds == 0 {
-        anyhow::bail!("--rounds must be at least 1");
-    }
     let run_peer = |kind: ModelKind| -> anyhow::Result<Option<PeerFigures>> {
         let Some(python) = &args.torch else {
             return Ok(None);
@@ -392,11 +390,7 @@ fn model(args: ModelArgs) -> anyhow::Result<ExitCode> {
         if kind == ModelKind::Deploy {
             return Ok(None);
         }
-        let figures = run_torch_peer(python, &args, &[kind], threads)?;
-        Ok(figures
-            .into_iter()
-            .find(|(k, _)| *k == kind)
-            .map(|(_, figures)| figures))
+        run_torch_peer(python, &args, kind, threads)
     };
     crate::outln!(
         "{:<8} {:>10} {:>10} {:>12} {:>13} {:>12} {:>12}",
@@ -457,7 +451,7 @@ fn print_medians(models: &[ModelKind], measured: &[Measured]) {
     crate::outln!("median of {rounds} rounds:");
     for &kind in models {
         let of = |f: &dyn Fn(&Measured) -> Option<f64>| {
-            median(
+            crate::output::median(
                 measured
                     .iter()
                     .filter(|m| m.ours.kind == kind)
@@ -478,33 +472,14 @@ fn print_medians(models: &[ModelKind], measured: &[Measured]) {
     }
 }
 
-/// The median of `values` (the mean of the middle two for an even count); None when empty.
-fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let mut v: Vec<f64> = values.collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    Some(if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        (v[mid - 1] + v[mid]) / 2.0
-    })
-}
-
-/// Runs the PyTorch peer with the same settings; returns its figures per model kind.
+/// Runs the PyTorch peer on one model (not `deploy`, which it lacks) with the same settings;
+/// returns its figures, None when it printed none for that model.
 fn run_torch_peer(
     python: &PathBuf,
     args: &ModelArgs,
-    models: &[ModelKind],
+    kind: ModelKind,
     threads: usize,
-) -> anyhow::Result<Vec<(ModelKind, PeerFigures)>> {
-    let kinds: Vec<&str> = models
-        .iter()
-        .filter(|k| **k != ModelKind::Deploy)
-        .map(|k| k.name())
-        .collect();
+) -> anyhow::Result<Option<PeerFigures>> {
     let out = std::process::Command::new(python)
         .arg(&args.torch_script)
         .args([
@@ -527,7 +502,7 @@ fn run_torch_peer(
             "--threads",
             &threads.to_string(),
             "--kinds",
-            &kinds.join(","),
+            kind.name(),
         ])
         .args(
             args.device
@@ -546,35 +521,19 @@ fn run_torch_peer(
                 .unwrap_or("")
         );
     }
-    let mut figures = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let v: serde_json::Value = serde_json::from_str(line)
             .with_context(|| format!("unexpected peer output: {line}"))?;
-        if let (Some(kind), Some(ips)) = (
+        if let (Some(k), Some(images_per_s)) = (
             v["kind"].as_str().and_then(ModelKind::parse),
             v["img_per_s"].as_f64(),
-        ) {
-            let optimizer_s = v["optimizer_s"].as_f64();
-            figures.push((
-                kind,
-                PeerFigures {
-                    images_per_s: ips,
-                    optimizer_s,
-                },
-            ));
+        ) && k == kind
+        {
+            return Ok(Some(PeerFigures {
+                images_per_s,
+                optimizer_s: v["optimizer_s"].as_f64(),
+            }));
         }
     }
-    Ok(figures)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::median;
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), Some(2.0));
-        assert_eq!(median([4.0, 1.0, 3.0, 2.0].into_iter()), Some(2.5));
-        assert_eq!(median(std::iter::empty()), None);
-    }
+    Ok(None)
 }

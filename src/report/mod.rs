@@ -94,23 +94,13 @@ impl RunData {
     /// Training throughput: the median of the `step` events' images/s (the median, so the slow
     /// first steps of each process and a stalled data loader do not move it).
     pub fn images_per_s(&self) -> Option<f64> {
-        let mut v: Vec<f64> = self
-            .series
-            .steps
-            .iter()
-            .map(|p| p.images_per_s as f64)
-            .filter(|v| v.is_finite() && *v > 0.0)
-            .collect();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        Some(if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        })
+        crate::output::median(
+            self.series
+                .steps
+                .iter()
+                .map(|p| p.images_per_s as f64)
+                .filter(|v| v.is_finite() && *v > 0.0),
+        )
     }
 
     /// The run's name in tables and legends: its directory name.
