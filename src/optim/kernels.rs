@@ -52,42 +52,53 @@ impl FactoredMask {
         self.cin * 9
     }
 
-    /// Calls `f(start, mask)` over output channel `o`'s row of the mask in consecutive blocks,
-    /// `mask` holding the row's values from `start` on: the same values (and the same f32 sums)
-    /// as [`grad_mult`]. Apart from the one identity tap a row repeats every 9 values, so one
-    /// block of [`PATTERN`] values is built in `buf` and serves the whole row: a row costs a
-    /// small buffer's stores, not its length's (B1: 576 against 4608).
-    pub fn for_each_block(&self, o: usize, buf: &mut Vec<f32>, mut f: impl FnMut(usize, &[f32])) {
+    /// Output channel `o`'s row of the mask as runs: calls `f(start, len, period)` for
+    /// consecutive runs of the row, each holding the values `period[i % PERIOD]` (i counted from
+    /// `start`, which is a multiple of [`PERIOD`]): the same values (and the same f32 sums) as
+    /// [`grad_mult`]. Apart from the one identity tap a row repeats every 9 values, so one
+    /// period built per row serves it: a row costs 72 stores however long it is. The period
+    /// holding the identity tap is a run of its own that reads a copy with the tap set.
+    #[inline(always)]
+    pub fn for_each_run(&self, o: usize, mut f: impl FnMut(usize, usize, &[f32; PERIOD])) {
         let len = self.row_len();
-        let block = len.min(PATTERN);
         let uniform = self.s_pow[o];
         let centre = uniform + self.t_pow[o];
-        buf.clear();
-        buf.resize(block, uniform);
-        for tap in buf.iter_mut().skip(4).step_by(9) {
+        let mut period = [uniform; PERIOD];
+        for tap in period.iter_mut().skip(4).step_by(9) {
             *tap = centre;
         }
-        let identity = (self.identity && o < self.cin).then_some(o * 9 + 4);
-        let mut start = 0;
-        while start < len {
-            let end = (start + block).min(len);
-            match identity {
-                Some(tap) if (start..end).contains(&tap) => {
-                    buf[tap - start] = centre + 1.0;
-                    f(start, &buf[..end - start]);
-                    buf[tap - start] = centre;
+        match (self.identity && o < self.cin).then_some(o * 9 + 4) {
+            None => f(0, len, &period),
+            Some(tap) => {
+                let at = tap - tap % PERIOD;
+                let end = (at + PERIOD).min(len);
+                let mut with_identity = period;
+                with_identity[tap % PERIOD] = centre + 1.0;
+                if at > 0 {
+                    f(0, at, &period);
                 }
-                _ => f(start, &buf[..end - start]),
+                f(at, end - at, &with_identity);
+                if end < len {
+                    f(end, len - end, &period);
+                }
             }
-            start = end;
         }
+    }
+
+    /// The row of output channel `o`, dense (from [`Self::for_each_run`]).
+    pub fn row(&self, o: usize) -> Vec<f32> {
+        let mut row = Vec::with_capacity(self.row_len());
+        self.for_each_run(o, |_, len, period| {
+            row.extend(period.iter().cycle().take(len));
+        });
+        row
     }
 }
 
-/// Values per block of [`FactoredMask::for_each_block`]: a multiple of the 9 taps of a kernel
-/// (so every block starts at a kernel's first tap) and of 16 (whole vectors), small enough to
-/// stay in L1 beside the state it multiplies.
-pub const PATTERN: usize = 576;
+/// Values per period of a mask row ([`FactoredMask::for_each_run`]): 8 kernels of 9 taps,
+/// that is 9 vectors of 8 lanes, so that every period starts at a kernel's first tap and is a
+/// whole number of AVX vectors.
+pub const PERIOD: usize = 72;
 
 /// The single 3x3 kernel equivalent to a CSLA block (the paper's Eq. 4); its home is the
 /// model's fusion rules, next to RepVGG's.
@@ -121,39 +132,45 @@ mod tests {
             let cin = if identity { 3 } else { 2 };
             let dense = grad_mult(cin, &s, &t, identity, power);
             let f = FactoredMask::new(cin, &s, &t, identity, power);
-            let mut buf = Vec::new();
             for o in 0..3 {
-                let mut row = Vec::new();
-                f.for_each_block(o, &mut buf, |start, m| {
-                    assert_eq!(start, row.len());
-                    row.extend_from_slice(m);
-                });
-                assert_eq!(row[..], dense[o * cin * 9..(o + 1) * cin * 9]);
+                assert_eq!(f.row(o)[..], dense[o * cin * 9..(o + 1) * cin * 9]);
             }
         }
     }
 
     #[test]
-    fn rows_longer_than_one_block_equal_the_dense_mask_bit_for_bit() {
-        // 150 input channels: rows of 1350 values in blocks of 576, 576 and 198, with identity
-        // taps in the first, second and last block (output channels 3, 70, 140).
+    fn rows_of_many_periods_equal_the_dense_mask_bit_for_bit() {
+        // 150 input channels: rows of 1350 values, 18 periods of 72 and 54 more, with identity
+        // taps in the first, a middle and the last period (output channels 3, 70, 149), and in
+        // a period's first and last kernel (channels 8 and 7: taps 76 and 67).
         let cin = 150;
         let s: Vec<f32> = (0..cin).map(|i| 0.5 + i as f32 * 0.013).collect();
         let t: Vec<f32> = (0..cin).map(|i| 1.7 - i as f32 * 0.009).collect();
         let dense = grad_mult(cin, &s, &t, true, 2);
         let f = FactoredMask::new(cin, &s, &t, true, 2);
-        let mut buf = Vec::new();
-        for o in [0, 3, 63, 64, 70, 140, 149] {
-            let mut row = Vec::new();
-            let mut blocks = 0;
-            f.for_each_block(o, &mut buf, |start, m| {
-                assert_eq!(start, row.len());
-                row.extend_from_slice(m);
-                blocks += 1;
+        for (o, runs) in [(0, 2), (3, 2), (7, 2), (8, 3), (70, 3), (140, 3), (149, 2)] {
+            let (mut next, mut count) = (0, 0);
+            f.for_each_run(o, |start, len, _| {
+                assert_eq!((start, start % PERIOD), (next, 0));
+                next += len;
+                count += 1;
             });
-            assert_eq!(blocks, 3);
-            assert_eq!(row[..], dense[o * cin * 9..(o + 1) * cin * 9], "row {o}");
+            assert_eq!((next, count), (1350, runs), "runs of row {o}");
+            assert_eq!(
+                f.row(o)[..],
+                dense[o * cin * 9..(o + 1) * cin * 9],
+                "row {o}"
+            );
         }
+        // Without an identity branch a row is one run.
+        let plain = FactoredMask::new(cin, &s, &t, false, 2);
+        let mut count = 0;
+        plain.for_each_run(5, |_, _, _| count += 1);
+        assert_eq!(count, 1);
+        assert_eq!(
+            plain.row(5)[..],
+            grad_mult(cin, &s, &t, false, 2)[5 * 1350..6 * 1350]
+        );
     }
 
     #[test]

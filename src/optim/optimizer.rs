@@ -142,9 +142,8 @@ impl<B: Backend> GradMults<B> {
         let f = self.factors.get(name)?;
         let device = self.device.as_ref()?;
         let mut values = Vec::with_capacity(f.row_len() * f.s_pow.len());
-        let mut buf = Vec::new();
         for o in 0..f.s_pow.len() {
-            f.for_each_block(o, &mut buf, |_, m| values.extend_from_slice(m));
+            values.extend(f.row(o));
         }
         let n = values.len();
         let t = Tensor::<B, 1>::from_data(TensorData::new(values, [n]), device);
