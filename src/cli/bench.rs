@@ -435,12 +435,12 @@ fn print_row(rounds: usize, round: usize, r: &ModelBenchResult, peer: Option<Pee
             r.images_per_s / p.images_per_s
         )),
     );
-    if let Some(plain) = r.plain_sgd_s {
+    if let Some(c) = r.sgd_comparison {
         crate::outln!(
-            "         RepOptimizer step {:.4} s vs plain SGD step {:.4} s ({:+.1}%)",
-            r.optimizer_s,
-            plain,
-            100.0 * (r.optimizer_s / plain - 1.0)
+            "         RepOptimizer step {:.4} s vs plain SGD step {:.4} s ({:+.1}%), in turn",
+            c.repopt_s,
+            c.plain_sgd_s,
+            100.0 * c.overhead()
         );
     }
 }
@@ -460,7 +460,7 @@ fn print_medians(models: &[ModelKind], measured: &[Measured]) {
         };
         let ours = of(&|m| Some(m.ours.images_per_s));
         let ratio = of(&|m| m.peer.map(|p| m.ours.images_per_s / p.images_per_s));
-        let overhead = of(&|m| m.ours.plain_sgd_s.map(|p| m.ours.optimizer_s / p - 1.0));
+        let overhead = of(&|m| m.ours.sgd_comparison.map(|c| c.overhead()));
         let mut line = format!("  {:<7} {:>8.1} images/s", kind.name(), ours.unwrap_or(0.0));
         if let Some(r) = ratio {
             line += &format!(", ours/PyTorch {r:.2}");

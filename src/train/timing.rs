@@ -70,34 +70,81 @@ pub struct StepTimes {
     pub optimizer_s: f64,
 }
 
-/// Runs `warmup + steps` training steps of `model` on one batch and returns the means over the
-/// last `steps` (the first ones pay for allocation and kernel selection). Every step ends with
-/// a device sync, so asynchronous engines are timed to completion.
-pub fn timed_steps<B: AutodiffBackend, M: AutodiffModule<B> + Classifier<B>>(
-    mut model: M,
+/// One training step of `model` on the batch, ended by a device sync (so asynchronous engines
+/// are timed to completion): the model after it, and the seconds of the step and of its
+/// optimizer update.
+fn timed_step<B: AutodiffBackend, M: AutodiffModule<B> + Classifier<B>>(
+    model: M,
     opt: &mut RepOptimizer<B::InnerBackend>,
     (x, y): &(Tensor<B, 4>, Tensor<B, 1, Int>),
+    device: &B::Device,
+) -> (M, StepTimes) {
+    let start = Instant::now();
+    let loss = cross_entropy(model.logits(x.clone(), true), y.clone(), LABEL_SMOOTHING);
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let before_opt = Instant::now();
+    let model = opt.step(model, grads, LR).0;
+    B::sync(device).expect("device sync");
+    let _ = loss.into_scalar();
+    let times = StepTimes {
+        step_s: start.elapsed().as_secs_f64(),
+        optimizer_s: before_opt.elapsed().as_secs_f64(),
+    };
+    (model, times)
+}
+
+/// Runs `warmup + steps` training steps of `model` on one batch and returns the means over the
+/// last `steps` (the first ones pay for allocation and kernel selection).
+pub fn timed_steps<B: AutodiffBackend, M: AutodiffModule<B> + Classifier<B>>(
+    model: M,
+    opt: &mut RepOptimizer<B::InnerBackend>,
+    data: &(Tensor<B, 4>, Tensor<B, 1, Int>),
     warmup: usize,
     steps: usize,
     device: &B::Device,
 ) -> StepTimes {
-    let (mut total, mut optim) = (0.0, 0.0);
+    let [times] = timed_steps_alternating([(model, opt)], data, warmup, steps, device);
+    times
+}
+
+/// [`timed_steps`] of several models, each with its optimizer, taking steps in turn (the
+/// first one first on even steps, the last one first on odd steps): each sees the machine as
+/// the others do, so their ratio is not moved by a machine whose speed drifts over seconds.
+pub fn timed_steps_alternating<B, M, const N: usize>(
+    runs: [(M, &mut RepOptimizer<B::InnerBackend>); N],
+    data: &(Tensor<B, 4>, Tensor<B, 1, Int>),
+    warmup: usize,
+    steps: usize,
+    device: &B::Device,
+) -> [StepTimes; N]
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + Classifier<B>,
+{
+    let mut runs = runs.map(Some);
+    let mut totals = [StepTimes {
+        step_s: 0.0,
+        optimizer_s: 0.0,
+    }; N];
     for i in 0..warmup + steps {
-        let start = Instant::now();
-        let loss = cross_entropy(model.logits(x.clone(), true), y.clone(), LABEL_SMOOTHING);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let before_opt = Instant::now();
-        model = opt.step(model, grads, LR).0;
-        B::sync(device).expect("device sync");
-        let _ = loss.into_scalar();
-        if i >= warmup {
-            total += start.elapsed().as_secs_f64();
-            optim += before_opt.elapsed().as_secs_f64();
+        let order: Vec<usize> = if i % 2 == 0 {
+            (0..N).collect()
+        } else {
+            (0..N).rev().collect()
+        };
+        for r in order {
+            let (model, opt) = runs[r].take().expect("each run is put back after its step");
+            let (model, times) = timed_step(model, opt, data, device);
+            runs[r] = Some((model, opt));
+            if i >= warmup {
+                totals[r].step_s += times.step_s;
+                totals[r].optimizer_s += times.optimizer_s;
+            }
         }
     }
     let n = steps.max(1) as f64;
-    StepTimes {
-        step_s: total / n,
-        optimizer_s: optim / n,
-    }
+    totals.map(|t| StepTimes {
+        step_s: t.step_s / n,
+        optimizer_s: t.optimizer_s / n,
+    })
 }
