@@ -121,8 +121,10 @@ fn task_baseline(
     }
 }
 
-/// `update` over a run whose mask repeats `period`: one period at a time, so that every loop
-/// but the last has the constant length of the period.
+/// `update` over a run whose mask repeats `period`: one period at a time, the gradient and the
+/// parameter as arrays so that every loop but the last has the period's constant length and
+/// compiles to straight vector code (as slices of that length: +7% to +12% over plain SGD in
+/// `bench model` on A0, as arrays: −2% to +3%).
 #[inline(always)]
 fn periodic(
     update: impl ElementUpdate,
@@ -135,7 +137,9 @@ fn periodic(
     let full = g.len() - g.len() % PERIOD;
     for start in (0..full).step_by(PERIOD) {
         let [p, s1, s2] = [&mut *p, &mut *s1, &mut *s2].map(|s| part(s, start, PERIOD));
-        update.pass(&g[start..start + PERIOD], Some(period), p, s1, s2)
+        let g: &[f32; PERIOD] = g[start..start + PERIOD].try_into().expect("one period");
+        let p: &mut [f32; PERIOD] = p.try_into().expect("one period");
+        update.pass(g, Some(period), p, s1, s2)
     }
     if full < g.len() {
         let len = g.len() - full;
