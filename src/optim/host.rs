@@ -33,8 +33,8 @@ trait ElementUpdate: Copy + Sync {
 /// plain SGD, its filling being the difference; the row's uniform value in one pass, then the
 /// centre taps again from saved inputs, +45%; blocks of 576 values, each one call with the
 /// slices in an array, +10–15%: most of it was each block's loop set-up and overlap checks,
-/// which the slices as separate arguments remove. `bench model` on A0, LibTorch: the
-/// RepOptimizer's update +14% to +42% over plain SGD's before, −6% to +10% after.)
+/// which the slices as separate arguments remove; with the periods as arrays (`periodic`),
+/// `bench model` on A0, LibTorch, gives the RepOptimizer's update −2% to +3% over plain SGD's.)
 fn update_rows<const S: usize>(
     state: [&mut [f32]; S],
     g: &[f32],
