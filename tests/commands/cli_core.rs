@@ -240,4 +240,25 @@ for k in kinds.split(","):
             "median of {ratios:?} in {summary}"
         );
     }
+    // The target's RepOptimizer against plain SGD: one line per round (the two taking steps in
+    // turn), and their median in the target's summary.
+    let mut overheads: Vec<String> = stdout
+        .lines()
+        .filter(|l| l.contains("vs plain SGD step") && l.ends_with(", in turn"))
+        .map(|l| {
+            l.rsplit_once('(')
+                .unwrap()
+                .1
+                .split('%')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(overheads.len(), 3, "{stdout}");
+    overheads.sort_by(|a, b| a.parse::<f64>().unwrap().total_cmp(&b.parse().unwrap()));
+    assert!(
+        stdout.contains(&format!("RepOptimizer step vs plain SGD {}%", overheads[1])),
+        "median of {overheads:?}: {stdout}"
+    );
 }
