@@ -6,9 +6,8 @@
 //! Each element's update is a function of values (`SgdStep::with_momentum`,
 //! `AdamWStep::apply`): with nothing read through a pointer inside the loops, the compiler keeps
 //! the settings in registers and vectorizes every loop (their branches stay inside the loops,
-//! predicted every time). (The update
-//! written as a closure over the settings left the masked loop scalar: 2.5x the time of the
-//! unmasked one.)
+//! predicted every time). (The update written as a closure over the settings left the masked
+//! loop scalar: 2.5x the time of the unmasked one.)
 
 use rayon::prelude::*;
 
