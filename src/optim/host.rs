@@ -47,13 +47,8 @@ fn update_rows<const S: usize>(
     let row_len = mask.map_or(CHUNK, |f| f.row_len().max(1));
     let task_len = (CHUNK / row_len).max(1) * row_len;
     let mut chunks = state.map(|s| s.chunks_mut(task_len));
-    let tasks: Vec<(usize, [&mut [f32]; S])> = (0..n.div_ceil(task_len))
-        .map(|t| {
-            (
-                t,
-                chunks.each_mut().map(|c| c.next().expect("equal lengths")),
-            )
-        })
+    let tasks: Vec<[&mut [f32]; S]> = (0..n.div_ceil(task_len))
+        .map(|_| chunks.each_mut().map(|c| c.next().expect("equal lengths")))
         .collect();
     let run = |(t, state): (usize, [&mut [f32]; S])| {
         let start = t * task_len;
@@ -66,9 +61,9 @@ fn update_rows<const S: usize>(
     if tasks.len() == 1 {
         // One task (BN parameters, small kernels): handing it to the pool would cost a thread
         // wake-up and a wait, more than the update itself.
-        tasks.into_iter().for_each(run);
+        tasks.into_iter().enumerate().for_each(run);
     } else {
-        tasks.into_par_iter().for_each(run);
+        tasks.into_par_iter().enumerate().for_each(run);
     }
 }
 
@@ -114,7 +109,7 @@ fn task_baseline(
             // Inlined, so that it is compiled as the caller (AVX2).
             #[inline(always)]
             |start, len, period| {
-                let [p, s1, s2] = [&mut *p, &mut *s1, &mut *s2].map(|s| part(s, base + start, len));
+                let [p, s1, s2] = parts([p, s1, s2], base + start, len);
                 periodic(update, &g[start..start + len], period, p, s1, s2)
             },
         );
@@ -136,26 +131,29 @@ fn periodic(
 ) {
     let full = g.len() - g.len() % PERIOD;
     for start in (0..full).step_by(PERIOD) {
-        let [p, s1, s2] = [&mut *p, &mut *s1, &mut *s2].map(|s| part(s, start, PERIOD));
+        let [p, s1, s2] = parts([p, s1, s2], start, PERIOD);
         let g: &[f32; PERIOD] = g[start..start + PERIOD].try_into().expect("one period");
         let p: &mut [f32; PERIOD] = p.try_into().expect("one period");
         update.pass(g, Some(period), p, s1, s2)
     }
     if full < g.len() {
         let len = g.len() - full;
-        let [p, s1, s2] = [&mut *p, &mut *s1, &mut *s2].map(|s| part(s, full, len));
+        let [p, s1, s2] = parts([p, s1, s2], full, len);
         update.pass(&g[full..], Some(&period[..len]), p, s1, s2)
     }
 }
 
-/// `len` values of `s` from `from`, or `s` itself when empty (a state slice the update has not).
+/// `len` values of each slice from `from`; an empty slice (a state slice the update has not)
+/// stays empty.
 #[inline(always)]
-fn part(s: &mut [f32], from: usize, len: usize) -> &mut [f32] {
-    if s.is_empty() {
-        s
-    } else {
-        &mut s[from..from + len]
-    }
+fn parts(slices: [&mut [f32]; 3], from: usize, len: usize) -> [&mut [f32]; 3] {
+    slices.map(|s| {
+        if s.is_empty() {
+            s
+        } else {
+            &mut s[from..from + len]
+        }
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
